@@ -1,0 +1,36 @@
+# Thin wrapper over CMake. See README.md.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build build-asan run stop test test-release test-asan clean
+
+all: build
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFULCRUM_WERROR=ON
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan:
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DFULCRUM_SANITIZE=ON -DFULCRUM_WERROR=ON
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+
+# Builds, then starts the dev issuer and `fulcrum serve` in the background (see scripts/run-dev).
+run: build
+	scripts/run-dev start
+
+stop:
+	scripts/run-dev stop
+
+# The whole suite: once on the release build, once under ASan+UBSan.
+test: test-release test-asan
+
+test-release: build
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

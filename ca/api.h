@@ -1,0 +1,45 @@
+/*
+ * ca/api.h: Fulcio's HTTP API (fulcio-compat.md §1) on top of ca/http_server.h.
+ *
+ * Routes: POST /api/v2/signingCert, POST /api/v1/signingCert, GET /api/v2/trustBundle,
+ * GET /api/v2/configuration, GET /api/v1/rootCert, GET /healthz. Unknown path: 404 code 5;
+ * known path with another method: 501 code 12 (grpc-gateway's mapping).
+ */
+#ifndef FULCRUM_CA_API_H
+#define FULCRUM_CA_API_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "ca/service.h"
+
+/* An http_handler; arg is the service. */
+void api_handle(struct evhttp_request *req, struct event_base *base, void *arg);
+
+/* gRPC status codes used in error bodies. */
+enum grpc_code {
+    GRPC_INVALID_ARGUMENT = 3,
+    GRPC_NOT_FOUND = 5,
+    GRPC_UNIMPLEMENTED = 12,
+    GRPC_INTERNAL = 13,
+};
+
+/* Fulcio's fixed client messages (fulcio-compat.md §1.9). */
+#define MSG_IDENTITY_TOKEN "There was an error processing the identity token"
+#define MSG_CSR_UNPARSEABLE "The certificate signing request could not be parsed"
+#define MSG_KEY_UNPARSEABLE "The public key supplied in the request could not be parsed"
+#define MSG_KEY_INSECURE "The public key supplied in the request is insecure"
+#define MSG_SIGNATURE_INVALID "The signature supplied in the request could not be verified"
+#define MSG_CA_BACKEND "error communicating with CA backend"
+#define MSG_MARSHAL_CERT "Error marshaling code signing certificate"
+
+/* Answers {"code":code,"message":"<message>[: <detail>]","details":[]} with the HTTP status of
+ * the gRPC code. detail may be NULL. Client faults are logged at warn, server faults at error. */
+void api_reply_error(struct evhttp_request *req, enum grpc_code code, const char *message,
+                     const char *detail);
+
+/* The signing endpoints (ca/api_signing.c). version is 1 or 2. */
+void api_signing_cert(struct evhttp_request *req, struct event_base *base, service *svc,
+                      int version);
+
+#endif

@@ -1,0 +1,331 @@
+/*
+ * ca/api_signing.c: POST /api/v2/signingCert and /api/v1/signingCert.
+ *
+ * Order of checks as Fulcio (fulcio-compat.md Appendix B): request syntax; (v1: a key or CSR
+ * must be present); token shape, issuer, key set, signature, claims, principal; then the client
+ * key: CSR (parse, policy, self-signature, algorithm) or public key (parse, policy, proof of
+ * possession); allowed (key, hash); issue; answer.
+ *
+ * The only asynchronous step is fetching the issuer's keys: when they are not cached, the
+ * request's context waits for the JWKS cache's callback on this worker's event_base and then
+ * carries on from there. Everything else runs inline on the worker thread.
+ */
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ca/api.h"
+#include "ca/client_key.h"
+#include "ca/csr.h"
+#include "ca/http_server.h"
+#include "ca/issue.h"
+#include "ca/service.h"
+#include "ca/signing_request.h"
+#include "common/log.h"
+#include "oidc/jwks_cache.h"
+#include "oidc/principal.h"
+#include "oidc/token.h"
+
+/* How many times a request may wait for a key-set fetch before it must be answered. */
+#define MAX_KEY_WAITS 2
+
+struct sign_ctx {
+    struct evhttp_request *req;
+    struct event_base *base;
+    service *svc;
+    int version;
+    int waits;
+    signing_request body;
+    char *token;          /* the token used (owned) */
+    oidc_token tok;
+    const issuer_config *issuer;
+};
+
+static void ctx_free(struct sign_ctx *c)
+{
+    signing_request_clear(&c->body);
+    if (c->token) {
+        OPENSSL_cleanse(c->token, strlen(c->token));
+        free(c->token);
+    }
+    oidc_token_clear(&c->tok);
+    free(c);
+}
+
+static void fail(struct sign_ctx *c, enum grpc_code code, const char *msg, const char *why)
+{
+    api_reply_error(c->req, code, msg, why);
+    ctx_free(c);
+}
+
+/* The token: the body's credentials first; otherwise the Authorization header with the first
+ * "Bearer " removed (what grpc-gateway forwards). v1 reads only the header. */
+static char *pick_token(struct sign_ctx *c)
+{
+    if (c->version == 2 && c->body.token && *c->body.token)
+        return strdup(c->body.token);
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+                                          "Authorization");
+    if (!auth)
+        return NULL;
+    const char *bearer = strstr(auth, "Bearer ");
+    size_t alen = strlen(auth);
+    char *out = malloc(alen + 1);
+    if (!out)
+        return NULL;
+    if (bearer) {
+        size_t pre = (size_t)(bearer - auth);
+        memcpy(out, auth, pre);
+        strcpy(out + pre, bearer + 7);
+    } else {
+        memcpy(out, auth, alen + 1);
+    }
+    if (!*out) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys);
+static void lookup_keys(struct sign_ctx *c);
+
+static void on_keys_ready(void *arg)
+{
+    lookup_keys(arg);
+}
+
+static void lookup_keys(struct sign_ctx *c)
+{
+    char why[512] = "";
+    oidc_jwk_set *keys = NULL;
+    int may_wait = c->waits < MAX_KEY_WAITS;
+    enum jwks_result r =
+        jwks_cache_get(c->svc->jwks, c->tok.iss, c->issuer->ca_cert_pem, c->tok.kid, c->base,
+                       may_wait ? on_keys_ready : NULL, c, &keys, why, sizeof why);
+    switch (r) {
+    case JWKS_READY:
+        continue_with_keys(c, keys);
+        jwk_set_release(keys);
+        return;
+    case JWKS_PENDING:
+        c->waits++;
+        return; /* on_keys_ready runs on this worker later */
+    default:
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN,
+             *why ? why : "the issuer's keys could not be fetched");
+        return;
+    }
+}
+
+static void answer_v2(struct sign_ctx *c, X509 *cert)
+{
+    char *leaf = service_cert_pem(cert);
+    if (!leaf) {
+        fail(c, GRPC_INTERNAL, MSG_MARSHAL_CERT, NULL);
+        return;
+    }
+    json_t *certs = json_array();
+    json_array_append_new(certs, json_string(leaf));
+    for (size_t i = 0; i < c->svc->chain_len; i++)
+        json_array_append_new(certs, json_string(c->svc->chain_pem[i]));
+    json_t *root = json_pack("{s:{s:{s:o},s:s}}", "signedCertificateDetachedSct", "chain",
+                             "certificates", certs, "signedCertificateTimestamp", "");
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    free(leaf);
+    if (!text) {
+        fail(c, GRPC_INTERNAL, MSG_MARSHAL_CERT, NULL);
+        return;
+    }
+    http_reply(c->req, 200, "application/json", text, strlen(text));
+    free(text);
+    ctx_free(c);
+}
+
+static void answer_v1(struct sign_ctx *c, X509 *cert)
+{
+    char *leaf = service_cert_pem(cert);
+    if (!leaf) {
+        fail(c, GRPC_INTERNAL, MSG_MARSHAL_CERT, NULL);
+        return;
+    }
+    size_t total = strlen(leaf) + 1;
+    for (size_t i = 0; i < c->svc->chain_len; i++)
+        total += strlen(c->svc->chain_pem[i]) + 1;
+    char *body = malloc(total);
+    if (!body) {
+        free(leaf);
+        fail(c, GRPC_INTERNAL, MSG_MARSHAL_CERT, NULL);
+        return;
+    }
+    size_t off = (size_t)sprintf(body, "%s", leaf);
+    for (size_t i = 0; i < c->svc->chain_len; i++)
+        off += (size_t)sprintf(body + off, "\n%s", c->svc->chain_pem[i]);
+    free(leaf);
+    http_reply(c->req, 201, "application/pem-certificate-chain", body, off);
+    free(body);
+    ctx_free(c);
+}
+
+/* From the client's key material to a signed certificate; consumes c. */
+static void issue_for(struct sign_ctx *c, const principal *p)
+{
+    char why[512] = "";
+    EVP_PKEY *key = NULL;
+    int md = NID_undef;
+
+    if (c->body.csr_len > 0) {
+        switch (csr_parse_and_verify(c->body.csr, c->body.csr_len, &key, &md, why, sizeof why)) {
+        case CSR_OK: break;
+        case CSR_UNPARSEABLE: fail(c, GRPC_INVALID_ARGUMENT, MSG_CSR_UNPARSEABLE, why); return;
+        case CSR_INSECURE_KEY: fail(c, GRPC_INVALID_ARGUMENT, MSG_KEY_INSECURE, why); return;
+        case CSR_BAD_SIGNATURE: fail(c, GRPC_INVALID_ARGUMENT, MSG_SIGNATURE_INVALID, why); return;
+        default: fail(c, GRPC_INVALID_ARGUMENT, why, NULL); return;
+        }
+    } else {
+        if (!c->body.public_key || c->body.public_key_len == 0) {
+            fail(c, GRPC_INVALID_ARGUMENT, MSG_KEY_UNPARSEABLE,
+                 "the request has neither publicKeyRequest.publicKey.content nor "
+                 "certificateSigningRequest");
+            return;
+        }
+        key = client_key_parse(c->body.public_key, c->body.public_key_len, why, sizeof why);
+        if (!key) {
+            fail(c, GRPC_INVALID_ARGUMENT, MSG_KEY_UNPARSEABLE, why);
+            return;
+        }
+        if (client_key_policy_check(key, why, sizeof why) != 0) {
+            EVP_PKEY_free(key);
+            fail(c, GRPC_INVALID_ARGUMENT, MSG_KEY_INSECURE, why);
+            return;
+        }
+        if (!c->body.proof || c->body.proof_len == 0) {
+            EVP_PKEY_free(key);
+            fail(c, GRPC_INVALID_ARGUMENT, MSG_SIGNATURE_INVALID,
+                 "the request has no proofOfPossession");
+            return;
+        }
+        if (client_key_verify_pop(key, (const unsigned char *)p->name, strlen(p->name),
+                                  c->body.proof, c->body.proof_len, why, sizeof why) != 0) {
+            EVP_PKEY_free(key);
+            char detail[700];
+            snprintf(detail, sizeof detail, "proof of possession over \"%s\" does not verify: %s",
+                     p->name, why);
+            fail(c, GRPC_INVALID_ARGUMENT, MSG_SIGNATURE_INVALID, detail);
+            return;
+        }
+        md = client_key_default_md(key);
+    }
+    if (client_key_hash_allowed(key, md, why, sizeof why) != 0) {
+        EVP_PKEY_free(key);
+        fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
+        return;
+    }
+
+    X509 *cert = NULL;
+    enum issue_result ir =
+        ca_issue_certificate(c->svc->signer, p, key, time(NULL), &cert, why, sizeof why);
+    EVP_PKEY_free(key);
+    if (ir == ISSUE_VALIDATION_ERROR) {
+        fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
+        return;
+    }
+    if (ir != ISSUE_OK) {
+        log_error("ca", "issuance failed: %s", why);
+        fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, NULL);
+        return;
+    }
+    if (c->version == 2)
+        answer_v2(c, cert);
+    else
+        answer_v1(c, cert);
+    X509_free(cert);
+}
+
+static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
+{
+    char why[512] = "";
+    const oidc_jwk *jwk = jwk_set_find(keys, c->tok.kid);
+    if (!jwk) {
+        snprintf(why, sizeof why, "key id \"%s\" is not published by %s",
+                 c->tok.kid ? c->tok.kid : "", c->tok.iss);
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
+        return;
+    }
+    if (oidc_token_verify_signature(&c->tok, jwk, why, sizeof why) != 0 ||
+        oidc_token_check_claims(&c->tok, c->issuer, time(NULL), why, sizeof why) != 0) {
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
+        return;
+    }
+    principal p = {0};
+    switch (principal_from_claims(c->issuer, c->tok.claims, &p, why, sizeof why)) {
+    case PRINCIPAL_OK: break;
+    case PRINCIPAL_VALIDATION_ERROR:
+        principal_clear(&p);
+        fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
+        return;
+    default:
+        principal_clear(&p);
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
+        return;
+    }
+    issue_for(c, &p);
+    principal_clear(&p);
+}
+
+void api_signing_cert(struct evhttp_request *req, struct event_base *base, service *svc,
+                      int version)
+{
+    struct sign_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        api_reply_error(req, GRPC_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    c->req = req;
+    c->base = base;
+    c->svc = svc;
+    c->version = version;
+
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    const char *body = len ? (const char *)evbuffer_pullup(in, -1) : "";
+    char why[512] = "";
+    int rc = version == 2 ? signing_request_parse_v2(body, len, &c->body, why, sizeof why)
+                          : signing_request_parse_v1(body, len, &c->body, why, sizeof why);
+    if (rc != 0) {
+        fail(c, GRPC_INVALID_ARGUMENT, "invalid request body", why);
+        return;
+    }
+    if (version == 1 && !c->body.csr_len && !c->body.public_key_len) {
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_KEY_UNPARSEABLE,
+             "the request has neither publicKey nor certificateSigningRequest");
+        return;
+    }
+    c->token = pick_token(c);
+    if (!c->token) {
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN,
+             version == 2 ? "no token: send credentials.oidcIdentityToken or an "
+                            "Authorization: Bearer header"
+                          : "no token: send an Authorization: Bearer header");
+        return;
+    }
+    if (oidc_token_parse(c->token, strlen(c->token), &c->tok, why, sizeof why) != 0) {
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
+        return;
+    }
+    c->issuer = config_find_issuer(svc->cfg, c->tok.iss);
+    if (!c->issuer || c->issuer->type == ISSUER_TYPE_UNKNOWN) {
+        char detail[600];
+        snprintf(detail, sizeof detail, "issuer \"%.400s\" is not configured on this server",
+                 c->tok.iss);
+        fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, detail);
+        return;
+    }
+    lookup_keys(c);
+}

@@ -1,0 +1,203 @@
+#include "ca/serve_cmd.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/api.h"
+#include "ca/http_server.h"
+#include "ca/service.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "hsm/signer.h"
+#include "oidc/jwks_cache.h"
+
+#define DEFAULT_CONFIG_YAML "/etc/fulcio-config/config.yaml"
+#define DEFAULT_CONFIG_JSON "/etc/fulcio-config/config.json"
+
+/* Fulcio's built-in configuration, used when no config file exists (fulcio-compat.md §3.1). */
+static const char builtin_config[] =
+    "{\"OIDCIssuers\":{"
+    "\"https://oauth2.sigstore.dev/auth\":{\"IssuerURL\":\"https://oauth2.sigstore.dev/auth\","
+    "\"ClientID\":\"sigstore\",\"Type\":\"email\","
+    "\"IssuerClaim\":\"$.federated_claims.connector_id\"},"
+    "\"https://accounts.google.com\":{\"IssuerURL\":\"https://accounts.google.com\","
+    "\"ClientID\":\"sigstore\",\"Type\":\"email\"},"
+    "\"https://token.actions.githubusercontent.com\":{"
+    "\"IssuerURL\":\"https://token.actions.githubusercontent.com\","
+    "\"ClientID\":\"sigstore\",\"Type\":\"github-workflow\"}}}";
+
+struct serve_flags {
+    const char *host, *config_path, *ca, *fileca_cert, *fileca_key, *fileca_key_passwd;
+    const char *ct_log_url, *port_file, *log_level;
+    long port, workers, max_body, idle_timeout;
+    int fileca_watch, help;
+};
+
+static void usage(const struct flag *flags, size_t n, FILE *out)
+{
+    fprintf(out, "Usage: fulcrum serve [flags]\n\n"
+                 "Serves Fulcio's HTTP API (POST /api/v2/signingCert, /api/v1/signingCert, GET\n"
+                 "/api/v2/trustBundle, /api/v2/configuration, /api/v1/rootCert, /healthz).\n\n"
+                 "Flags:\n");
+    flags_usage(flags, n, out);
+}
+
+static fulcrum_config *load_config(const char *path, int path_given)
+{
+    char err[1024];
+    fulcrum_config *cfg = NULL;
+    if (path_given) {
+        cfg = config_load_file(path, err, sizeof err);
+    } else if (access(DEFAULT_CONFIG_YAML, F_OK) == 0) {
+        cfg = config_load_file(DEFAULT_CONFIG_YAML, err, sizeof err);
+    } else if (access(DEFAULT_CONFIG_JSON, F_OK) == 0) {
+        cfg = config_load_file(DEFAULT_CONFIG_JSON, err, sizeof err);
+    } else {
+        log_warn("config", "no config file at %s or %s: using the built-in issuers",
+                 DEFAULT_CONFIG_YAML, DEFAULT_CONFIG_JSON);
+        cfg = config_load_buffer(builtin_config, sizeof builtin_config - 1, "built-in config",
+                                 err, sizeof err);
+    }
+    if (!cfg)
+        log_error("config", "%s", err);
+    return cfg;
+}
+
+static signer *make_signer(const struct serve_flags *f, const struct flag *passwd_flag)
+{
+    char why[1024] = "";
+    signer *s = NULL;
+    if (strcmp(f->ca, "ephemeralca") == 0) {
+        log_warn("ca", "ephemeralca: a new in-memory CA key and root are created at every start; "
+                       "for testing only");
+        s = signer_ephemeral_new(why, sizeof why);
+    } else if (strcmp(f->ca, "fileca") == 0) {
+        if (!*f->fileca_cert || !*f->fileca_key || !passwd_flag->set) {
+            log_error("ca", "--ca fileca needs --fileca-cert, --fileca-key and "
+                            "--fileca-key-passwd (which may be empty)");
+            return NULL;
+        }
+        s = signer_file_new(f->fileca_cert, f->fileca_key, f->fileca_key_passwd, why, sizeof why);
+    } else if (!*f->ca) {
+        log_error("ca", "--ca is required: ephemeralca or fileca");
+        return NULL;
+    } else {
+        log_error("ca", "--ca %s is not supported (supported: ephemeralca, fileca)", f->ca);
+        return NULL;
+    }
+    if (!s)
+        log_error("ca", "%s: %s", f->ca, why);
+    return s;
+}
+
+int serve_main(int argc, char **argv)
+{
+    struct serve_flags f = {
+        .host = "0.0.0.0", .config_path = DEFAULT_CONFIG_YAML, .ca = "", .fileca_cert = "",
+        .fileca_key = "", .fileca_key_passwd = "", .ct_log_url = "", .port_file = NULL,
+        .log_level = "info", .port = 8080, .workers = 0, .max_body = 4 << 20,
+        .idle_timeout = 30, .fileca_watch = 1,
+    };
+    struct flag flags[] = {
+        {"host", "http-host", FLAG_STRING, &f.host, "address to listen on (default 0.0.0.0)", 0},
+        {"port", "http-port", FLAG_INT, &f.port, "port to listen on; 0 = any free port (default 8080)", 0},
+        {"config-path", NULL, FLAG_STRING, &f.config_path,
+         "identity config, Fulcio's JSON or YAML (default /etc/fulcio-config/config.yaml, then "
+         ".json, then the built-in issuers)", 0},
+        {"ca", NULL, FLAG_STRING, &f.ca, "CA backend: ephemeralca | fileca (required)", 0},
+        {"fileca-cert", NULL, FLAG_STRING, &f.fileca_cert,
+         "fileca: PEM chain, issuing certificate first, root last", 0},
+        {"fileca-key", NULL, FLAG_STRING, &f.fileca_key,
+         "fileca: PEM private key (PKCS#8, encrypted or not)", 0},
+        {"fileca-key-passwd", NULL, FLAG_STRING, &f.fileca_key_passwd,
+         "fileca: password of the key (must be given, may be empty; also $FULCRUM_FILECA_KEY_PASSWD)", 0},
+        {"fileca-watch", NULL, FLAG_BOOL, &f.fileca_watch,
+         "fileca: accepted for compatibility; reloading comes with SIGHUP support", 0},
+        {"ct-log-url", NULL, FLAG_STRING, &f.ct_log_url,
+         "CT log; only \"\" (CT off) is supported in this version (default \"\")", 0},
+        {"port-file", NULL, FLAG_STRING, &f.port_file,
+         "write the bound port to this file once listening", 0},
+        {"workers", NULL, FLAG_INT, &f.workers, "HTTP worker threads (default: one per core)", 0},
+        {"max-request-body-bytes", NULL, FLAG_INT, &f.max_body,
+         "largest request body accepted (default 4194304)", 0},
+        {"idle-connection-timeout", NULL, FLAG_SECONDS, &f.idle_timeout,
+         "read, write and keep-alive idle timeout (default 30s)", 0},
+        {"log-level", NULL, FLAG_STRING, &f.log_level, "debug | info | warn | error (default info)", 0},
+        {"help", "h", FLAG_BOOL, &f.help, "show this help", 0},
+    };
+    size_t nflags = sizeof flags / sizeof flags[0];
+    char why[1024];
+    if (flags_parse(flags, nflags, argc, argv, why, sizeof why) != 0) {
+        fprintf(stderr, "fulcrum serve: %s\n", why);
+        return 2;
+    }
+    if (f.help) {
+        usage(flags, nflags, stdout);
+        return 0;
+    }
+    if (strcmp(f.log_level, "debug") == 0)
+        log_set_level(LOG_LVL_DEBUG);
+    else if (strcmp(f.log_level, "warn") == 0)
+        log_set_level(LOG_LVL_WARN);
+    else if (strcmp(f.log_level, "error") == 0)
+        log_set_level(LOG_LVL_ERROR);
+
+    struct flag *passwd_flag = &flags[6];
+    const char *env_pw = getenv("FULCRUM_FILECA_KEY_PASSWD");
+    if (!passwd_flag->set && env_pw) {
+        f.fileca_key_passwd = env_pw;
+        passwd_flag->set = 1;
+    }
+    if (*f.ct_log_url) {
+        log_error("ct", "--ct-log-url %s: CT log submission is not supported by this version; "
+                        "run with --ct-log-url \"\"", f.ct_log_url);
+        return 2;
+    }
+    log_warn("ct", "Certificate Transparency is OFF (--ct-log-url \"\"): certificates are not "
+                   "logged and carry no SCT");
+    if (f.port < 0 || f.port > 65535 || f.max_body <= 0 || f.workers < 0 || f.workers > 256) {
+        log_error("serve", "invalid --port, --workers or --max-request-body-bytes");
+        return 2;
+    }
+
+    fulcrum_config *cfg = load_config(f.config_path, flags[2].set);
+    if (!cfg)
+        return 1;
+    signer *sgn = make_signer(&f, passwd_flag);
+    if (!sgn) {
+        config_free(cfg);
+        return 1;
+    }
+    jwks_cache *jwks = jwks_cache_new(NULL);
+    if (!jwks) {
+        log_error("oidc", "cannot start the JWKS fetcher");
+        signer_free(sgn);
+        config_free(cfg);
+        return 1;
+    }
+    service *svc = service_new(cfg, sgn, jwks, f.ct_log_url, why, sizeof why);
+    if (!svc) {
+        log_error("serve", "%s", why);
+        return 1;
+    }
+
+    http_server_options opts = {
+        .host = f.host, .port = (int)f.port, .port_file = f.port_file, .workers = (int)f.workers,
+        .max_body_bytes = (size_t)f.max_body, .idle_timeout_seconds = (int)f.idle_timeout,
+    };
+    http_server *srv = http_server_new(&opts, api_handle, svc, why, sizeof why);
+    if (!srv) {
+        log_error("serve", "%s", why);
+        service_free(svc);
+        return 1;
+    }
+    jwks_cache_prefetch(svc->jwks, svc->cfg);
+    int rc = http_server_run(srv);
+    http_server_free(srv);
+    service_free(svc);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,23 @@
+/*
+ * common/log.h: one JSON line per event on stderr (journald picks it up).
+ *
+ * Never pass tokens, PINs or key material to these functions.
+ */
+#ifndef FULCRUM_COMMON_LOG_H
+#define FULCRUM_COMMON_LOG_H
+
+enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
+
+/* Minimum level written; default LOG_LVL_INFO. */
+void log_set_level(enum log_level lvl);
+
+/* Writes {"ts":"...","level":"...","component":"<component>","msg":"<formatted>"}. Thread-safe. */
+void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define log_debug(comp, ...) log_msg(LOG_LVL_DEBUG, comp, __VA_ARGS__)
+#define log_info(comp, ...) log_msg(LOG_LVL_INFO, comp, __VA_ARGS__)
+#define log_warn(comp, ...) log_msg(LOG_LVL_WARN, comp, __VA_ARGS__)
+#define log_error(comp, ...) log_msg(LOG_LVL_ERROR, comp, __VA_ARGS__)
+
+#endif
