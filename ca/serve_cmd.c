@@ -1,5 +1,7 @@
 #include "ca/serve_cmd.h"
 
+#include <curl/curl.h>
+#include <event2/thread.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,11 @@ int serve_main(int argc, char **argv)
         return 2;
     }
 
+    /* Before any thread or event_base: libevent locking (the JWKS fetcher wakes workers from its
+     * own thread) and libcurl global state. */
+    evthread_use_pthreads();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
     fulcrum_config *cfg = load_config(f.config_path, flags[2].set);
     if (!cfg)
         return 1;
@@ -199,5 +206,6 @@ int serve_main(int argc, char **argv)
     int rc = http_server_run(srv);
     http_server_free(srv);
     service_free(svc);
+    curl_global_cleanup();
     return rc == 0 ? 0 : 1;
 }
