@@ -1,0 +1,301 @@
+/*
+ * ca/cert_profile.c: builds the unsigned leaf certificate of fulcio-compat.md §4.1-4.3.
+ *
+ * Everything goes through OpenSSL's X509 API; the only hand-made encodings are the extension
+ * values OpenSSL has no type for (the Fulcio OIDs, whose values are raw bytes or a DER
+ * UTF8String). Extensions are appended in Go's x509 order so the DER matches Fulcio's.
+ */
+#include "ca/cert_profile.h"
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FULCIO_OID_PREFIX "1.3.6.1.4.1.57264.1."
+#define SERIAL_BITS 159
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (!why || !whylen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+/* Uniform in [1, 2^159): BN_rand_range over [0, 2^159), drawing again on 0. */
+static int set_serial(X509 *x)
+{
+    BIGNUM *max = BN_new(), *r = BN_new();
+    int ok = 0;
+    if (!max || !r || !BN_set_bit(max, SERIAL_BITS))
+        goto done;
+    do {
+        if (!BN_rand_range(r, max))
+            goto done;
+    } while (BN_is_zero(r));
+    ok = BN_to_ASN1_INTEGER(r, X509_get_serialNumber(x)) != NULL;
+done:
+    BN_free(max);
+    BN_free(r);
+    return ok;
+}
+
+/* notBefore = now, notAfter = now + 600 s; ASN1_TIME_set picks UTCTime up to 2049 as Go does. */
+static int set_validity(X509 *x, time_t now)
+{
+    ASN1_TIME *nb = ASN1_TIME_set(NULL, now);
+    ASN1_TIME *na = ASN1_TIME_set(NULL, now + CERT_VALIDITY_SECONDS);
+    int ok = nb && na && X509_set1_notBefore(x, nb) && X509_set1_notAfter(x, na);
+    ASN1_TIME_free(nb);
+    ASN1_TIME_free(na);
+    return ok;
+}
+
+/* The TBS signature algorithm and, so that the structure encodes, the outer one too (issue.c
+ * sets the outer one again when it adds the signature). */
+static int set_sig_alg(X509 *x, const X509_ALGOR *sig_alg)
+{
+    const X509_ALGOR *outer = NULL;
+    X509_get0_signature(NULL, &outer, x);
+    /* OpenSSL 3.0 has no setter for these: X509_get0_tbs_sigalg / X509_get0_signature return
+     * pointers into the (non-const) certificate we own, so casting away const is safe here. */
+    X509_ALGOR *tbs_alg = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
+    return X509_ALGOR_copy(tbs_alg, sig_alg) && X509_ALGOR_copy((X509_ALGOR *)outer, sig_alg);
+}
+
+static int add_key_usage(X509 *x)
+{
+    ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
+    int ok = ku && ASN1_BIT_STRING_set_bit(ku, 0, 1) && /* digitalSignature */
+             X509_add1_ext_i2d(x, NID_key_usage, ku, 1, X509V3_ADD_APPEND) == 1;
+    ASN1_BIT_STRING_free(ku);
+    return ok;
+}
+
+static int add_ext_key_usage(X509 *x)
+{
+    EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+    ASN1_OBJECT *cs = OBJ_nid2obj(NID_code_sign);
+    int ok = eku && cs && sk_ASN1_OBJECT_push(eku, cs) > 0 &&
+             X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_APPEND) == 1;
+    sk_ASN1_OBJECT_free(eku); /* OBJ_nid2obj objects are static */
+    return ok;
+}
+
+/* RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
+static int add_subject_key_id(X509 *x)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!X509_pubkey_digest(x, EVP_sha1(), md, &mdlen))
+        return 0;
+    ASN1_OCTET_STRING *skid = ASN1_OCTET_STRING_new();
+    int ok = skid && ASN1_OCTET_STRING_set(skid, md, (int)mdlen) &&
+             X509_add1_ext_i2d(x, NID_subject_key_identifier, skid, 0, X509V3_ADD_APPEND) == 1;
+    ASN1_OCTET_STRING_free(skid);
+    return ok;
+}
+
+/* keyIdentifier only, = the CA's SKID; nothing when the CA has none. */
+static int add_authority_key_id(X509 *x, X509 *issuing_ca)
+{
+    const ASN1_OCTET_STRING *ca_skid = X509_get0_subject_key_id(issuing_ca);
+    if (!ca_skid)
+        return 1;
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    int ok = 0;
+    if (!akid || !(akid->keyid = ASN1_OCTET_STRING_dup(ca_skid)))
+        goto done;
+    ok = X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_APPEND) == 1;
+done:
+    AUTHORITY_KEYID_free(akid);
+    return ok;
+}
+
+static int is_ia5(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
+static GENERAL_NAME *make_name(const principal *p, char *why, size_t whylen)
+{
+    GENERAL_NAME *gn = GENERAL_NAME_new();
+    if (!gn)
+        goto oom;
+    if (p->san_kind == SAN_EMAIL || p->san_kind == SAN_URI) {
+        if (!is_ia5(p->san_value)) {
+            set_why(why, whylen, "the SAN value \"%s\" cannot be encoded as an IA5String",
+                    p->san_value);
+            GENERAL_NAME_free(gn);
+            return NULL;
+        }
+        ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+        if (!s || !ASN1_STRING_set(s, p->san_value, (int)strlen(p->san_value))) {
+            ASN1_IA5STRING_free(s);
+            goto oom;
+        }
+        GENERAL_NAME_set0_value(gn, p->san_kind == SAN_EMAIL ? GEN_EMAIL : GEN_URI, s);
+        return gn;
+    }
+    if (p->san_kind == SAN_OTHERNAME_USERNAME) {
+        ASN1_OBJECT *oid = OBJ_txt2obj(FULCIO_OID_PREFIX "7", 1);
+        ASN1_UTF8STRING *u = ASN1_UTF8STRING_new();
+        ASN1_TYPE *val = ASN1_TYPE_new();
+        if (!oid || !u || !val || !ASN1_STRING_set(u, p->san_value, (int)strlen(p->san_value))) {
+            ASN1_OBJECT_free(oid);
+            ASN1_UTF8STRING_free(u);
+            ASN1_TYPE_free(val);
+            goto oom;
+        }
+        ASN1_TYPE_set(val, V_ASN1_UTF8STRING, u); /* the OTHERNAME template adds [0] EXPLICIT */
+        if (!GENERAL_NAME_set0_othername(gn, oid, val)) {
+            ASN1_OBJECT_free(oid);
+            ASN1_TYPE_free(val);
+            goto oom;
+        }
+        return gn;
+    }
+    set_why(why, whylen, "unknown SAN kind %d", (int)p->san_kind);
+    GENERAL_NAME_free(gn);
+    return NULL;
+oom:
+    GENERAL_NAME_free(gn);
+    set_why(why, whylen, "out of memory building the SAN");
+    return NULL;
+}
+
+/* Critical (the subject is empty), exactly one name. */
+static int add_san(X509 *x, const principal *p, char *why, size_t whylen)
+{
+    GENERAL_NAME *gn = make_name(p, why, whylen);
+    if (!gn)
+        return 0;
+    GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
+    if (!names || sk_GENERAL_NAME_push(names, gn) <= 0) {
+        GENERAL_NAME_free(gn);
+        sk_GENERAL_NAME_free(names);
+        set_why(why, whylen, "out of memory building the SAN");
+        return 0;
+    }
+    int ok = X509_add1_ext_i2d(x, NID_subject_alt_name, names, 1, X509V3_ADD_APPEND) == 1;
+    GENERAL_NAMES_free(names);
+    if (!ok)
+        set_why(why, whylen, "cannot add the SAN extension");
+    return ok;
+}
+
+/* 1.3.6.1.4.1.57264.1.n, non-critical; extnValue = `value` as is. */
+static int add_raw_ext(X509 *x, int n, const unsigned char *value, int len)
+{
+    char oidtxt[48];
+    snprintf(oidtxt, sizeof oidtxt, FULCIO_OID_PREFIX "%d", n);
+    ASN1_OBJECT *oid = OBJ_txt2obj(oidtxt, 1);
+    ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+    X509_EXTENSION *ext = NULL;
+    int ok = oid && os && ASN1_OCTET_STRING_set(os, value, len) &&
+             (ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 0, os)) && X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    ASN1_OCTET_STRING_free(os);
+    ASN1_OBJECT_free(oid);
+    return ok;
+}
+
+/* .1-.6 raw bytes (Fulcio's deprecated encoding), .8-.24 DER UTF8String; empty = not written. */
+static int add_fulcio_exts(X509 *x, const principal *p, char *why, size_t whylen)
+{
+    for (int n = 1; n <= FULCIO_EXT_MAX; n++) {
+        const char *v = p->ext[n];
+        if (n == 7 || !v || !*v)
+            continue;
+        int len = (int)strlen(v), ok;
+        if (n <= 6) {
+            ok = add_raw_ext(x, n, (const unsigned char *)v, len);
+        } else {
+            ASN1_UTF8STRING *u = ASN1_UTF8STRING_new();
+            unsigned char *der = NULL;
+            int derlen = -1;
+            if (u && ASN1_STRING_set(u, v, len))
+                derlen = i2d_ASN1_UTF8STRING(u, &der);
+            ok = derlen > 0 && add_raw_ext(x, n, der, derlen);
+            OPENSSL_free(der);
+            ASN1_UTF8STRING_free(u);
+        }
+        if (!ok) {
+            set_why(why, whylen, "cannot add extension " FULCIO_OID_PREFIX "%d", n);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+X509 *cert_profile_build(const principal *p, EVP_PKEY *client_key, X509 *issuing_ca,
+                         const X509_ALGOR *sig_alg, time_t now, char *why, size_t whylen)
+{
+    if (!p || !client_key || !issuing_ca || !sig_alg) {
+        set_why(why, whylen, "certificate profile: missing input");
+        return NULL;
+    }
+    if (!p->san_value || !*p->san_value) {
+        set_why(why, whylen, "the principal has no SAN value");
+        return NULL;
+    }
+    X509 *x = X509_new();
+    if (!x) {
+        set_why(why, whylen, "out of memory");
+        return NULL;
+    }
+    const char *step;
+    step = "version";
+    if (!X509_set_version(x, X509_VERSION_3))
+        goto fail;
+    step = "serial number";
+    if (!set_serial(x))
+        goto fail;
+    step = "signature algorithm";
+    if (!set_sig_alg(x, sig_alg))
+        goto fail;
+    step = "issuer";
+    if (!X509_set_issuer_name(x, X509_get_subject_name(issuing_ca)))
+        goto fail;
+    /* The subject stays the empty X509_NAME that X509_new made. */
+    step = "validity";
+    if (!set_validity(x, now))
+        goto fail;
+    step = "public key";
+    if (!X509_set_pubkey(x, client_key))
+        goto fail;
+    step = "keyUsage";
+    if (!add_key_usage(x))
+        goto fail;
+    step = "extKeyUsage";
+    if (!add_ext_key_usage(x))
+        goto fail;
+    step = "subjectKeyIdentifier";
+    if (!add_subject_key_id(x))
+        goto fail;
+    step = "authorityKeyIdentifier";
+    if (!add_authority_key_id(x, issuing_ca))
+        goto fail;
+    if (!add_san(x, p, why, whylen) || !add_fulcio_exts(x, p, why, whylen)) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+fail:
+    set_why(why, whylen, "certificate profile: cannot set the %s", step);
+    X509_free(x);
+    return NULL;
+}
