@@ -1,0 +1,188 @@
+/*
+ * tests/integration/harness.h: what an integration test needs to drive real processes.
+ *
+ * - A per-test temporary directory (mkdtemp under $TMPDIR or /tmp), removed at exit.
+ * - Child processes: build/fulcrum-dev-issuer and `build/fulcrum serve`, started in that
+ *   directory with stdout/stderr captured to files there, waited for with a deadline (short polls,
+ *   no fixed sleeps), stopped with SIGTERM (SIGKILL after a deadline). Children also get
+ *   PR_SET_PDEATHSIG=SIGKILL, and an atexit hook plus fatal-signal handlers kill whatever is left,
+ *   so no child outlives the test, whatever way it ends.
+ * - HTTP helpers over libcurl (127.0.0.1 only; proxies from the environment are ignored).
+ * - Crypto helpers over OpenSSL: client keys, PoP signatures, CSRs, PEM chains, profile bits.
+ *
+ * Environment: FULCRUM_BIN, FULCRUM_DEV_ISSUER_BIN (paths of the two programs),
+ * FULCRUM_FIXTURES_DIR (tests/fixtures), FULCRUM_SOURCE_DIR.
+ *
+ * Ownership: every function returning a pointer returns memory the caller frees with the named
+ * function (free(), h_response_free(), EVP_PKEY_free(), X509_free(), sk_X509_pop_free()).
+ * Errors: functions return NULL / -1 and print the reason to stderr prefixed with "harness: ".
+ * Single-threaded use only.
+ */
+#ifndef FULCRUM_TESTS_INTEGRATION_HARNESS_H
+#define FULCRUM_TESTS_INTEGRATION_HARNESS_H
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* ---- set-up ---------------------------------------------------------------------------- */
+
+/* Creates the temp dir ("fulcrum-<test_name>-XXXXXX"), initialises libcurl, installs the atexit
+ * hook and signal handlers. Call first. Returns 0 or -1. */
+int h_init(const char *test_name);
+
+/* The per-test temp dir (valid after h_init). */
+const char *h_tmpdir(void);
+
+/* Prints every captured child log (stderr and stdout files) to stderr. Called automatically by
+ * h_finish() when failed != 0 and on fatal signals; call it yourself for extra context. */
+void h_dump_logs(void);
+
+/* Stops all children, prints their logs if failed != 0, removes the temp dir. Idempotent; also
+ * runs from atexit. */
+void h_finish(int failed);
+
+/* Value of an environment variable that must be set; prints a message and returns NULL when
+ * it is not. */
+const char *h_env(const char *name);
+
+/* ---- child processes ------------------------------------------------------------------- */
+
+typedef struct h_proc {
+    pid_t pid;              /* 0 when not running */
+    char name[32];          /* "issuer", "server-1", ... (log file prefix) */
+    char stdout_path[4096]; /* <tmpdir>/<name>.stdout */
+    char stderr_path[4096]; /* <tmpdir>/<name>.stderr */
+    int exited;             /* 1 once reaped */
+    int wait_status;        /* raw waitpid status once reaped */
+} h_proc;
+
+/* Sends SIGTERM and waits up to timeout_ms (then SIGKILL). Returns the exit code (0..255), or
+ * 128+signal if killed by a signal, or -1 if it was not running. */
+int h_proc_stop(h_proc *p, int timeout_ms);
+
+/* 1 if the process is still running (reaps it if it has exited). */
+int h_proc_alive(h_proc *p);
+
+typedef struct h_issuer {
+    h_proc proc;
+    int port;
+    char url[64]; /* "http://127.0.0.1:<port>" = the issuer URL */
+} h_issuer;
+
+/* Starts FULCRUM_DEV_ISSUER_BIN --host 127.0.0.1 --port 0 --port-file <tmp> --key-dir <tmp>, waits
+ * (deadline ~20 s) for its "ready http://127.0.0.1:<port>" line. Returns 0 or -1. */
+int h_issuer_start(h_issuer *iss);
+
+/* GET <issuer>/token?<query> (query may be NULL or ""). Returns the JWT (malloc'd) or NULL. */
+char *h_issuer_token(const h_issuer *iss, const char *query);
+
+/* POST <issuer>/token with a JSON body (the same names plus "claims"/"header"). */
+char *h_issuer_token_json(const h_issuer *iss, const char *json_body);
+
+typedef struct h_server_opts {
+    const char *ca;            /* "ephemeralca" (default) or "fileca" */
+    const char *fileca_cert;   /* fileca only */
+    const char *fileca_key;
+    const char *fileca_passwd;
+    const char *config_json;   /* full config file text; NULL = one email issuer for `issuer` */
+    const h_issuer *issuer;    /* used when config_json is NULL */
+    const char *const *extra_args; /* NULL-terminated, appended to the command line */
+} h_server_opts;
+
+typedef struct h_server {
+    h_proc proc;
+    int port;
+    char url[64]; /* "http://127.0.0.1:<port>" */
+    char config_path[4096];
+} h_server;
+
+/* Writes the config file, starts FULCRUM_BIN serve ... --ct-log-url "", waits (deadline ~20 s) for
+ * the port file and a 200 from /healthz. Returns 0 or -1 (printing the server's stderr). */
+int h_server_start(h_server *srv, const h_server_opts *opts);
+
+/* ---- HTTP ------------------------------------------------------------------------------ */
+
+typedef struct h_response {
+    long status;       /* 0 if the transfer failed */
+    char *body;        /* NUL-terminated (NUL not counted) */
+    size_t body_len;
+    char *headers;     /* raw header block of the final response */
+    char curl_error[256];
+} h_response;
+
+/* One request. `headers` is a NULL-terminated list of "Name: value" lines (may be NULL).
+ * Returns 0 when a response was received (any status), -1 on transport failure (resp->curl_error
+ * says why). resp is always initialised; free it with h_response_free(). */
+int h_http(const char *method, const char *url, const char *const *headers, const void *body,
+           size_t body_len, h_response *resp);
+
+/* Convenience wrappers. */
+int h_get(const char *url, h_response *resp);
+/* POST a JSON body; bearer (may be NULL) goes into "Authorization: Bearer <bearer>". */
+int h_post_json(const char *url, const char *json, const char *bearer, h_response *resp);
+
+/* Value of the first header called `name` (case-insensitive), malloc'd, trimmed; NULL if none. */
+char *h_header(const h_response *resp, const char *name);
+
+/* Parses resp->body as JSON (NULL and a message if it is not). */
+json_t *h_json(const h_response *resp);
+
+/* 1 if resp is a grpc-gateway error: the given HTTP status, Content-Type application/json,
+ * body exactly {"code":code,"message":<string>,"details":[]} and message starting with `prefix`
+ * (NULL = any). Prints what differs when it is not. */
+int h_is_error(const h_response *resp, long status, int code, const char *prefix);
+
+void h_response_free(h_response *resp);
+
+/* ---- crypto ---------------------------------------------------------------------------- */
+
+/* kind: "P-224", "P-256", "P-384", "P-521", "RSA-1024", "RSA-2048", "RSA-3072", "Ed25519". */
+EVP_PKEY *h_key_new(const char *kind);
+
+/* SubjectPublicKeyInfo PEM (malloc'd, with trailing newline). */
+char *h_key_spki_pem(EVP_PKEY *key);
+
+/* The proof of possession Fulcio verifies (fulcio-compat §2.2): ECDSA with the curve's hash
+ * (P-256 SHA-256, P-384 SHA-384, P-521 SHA-512, others SHA-256) DER-encoded, RSA PKCS#1 v1.5
+ * SHA-256, pure Ed25519. Returns malloc'd signature bytes. */
+unsigned char *h_sign_pop(EVP_PKEY *key, const char *msg, size_t *sig_len);
+
+/* Base64 of bytes: url=0 standard padded, url=1 URL-safe unpadded. malloc'd. */
+char *h_b64(const void *data, size_t len, int url);
+
+/* PEM CSR (malloc'd) for `key`, self-signed with `signer` (pass `key` for a good CSR, another key
+ * for a bad self-signature). md NULL = the hash §2.3 expects for the key (NULL for Ed25519). */
+char *h_csr_pem(EVP_PKEY *key, EVP_PKEY *signer, const EVP_MD *md);
+
+/* One certificate from PEM text (NULL if it does not parse as exactly one PEM certificate). */
+X509 *h_cert_from_pem(const char *pem);
+
+/* All certificates of a concatenated PEM text, in order (NULL if none or any fails). */
+STACK_OF(X509) *h_chain_from_pem(const char *pem);
+
+/* Certificates of a JSON array of PEM strings (NULL if not an array or any fails). */
+STACK_OF(X509) *h_chain_from_json(const json_t *array);
+
+/* Verifies chain[0] against trusted root `root` with chain[1..] as untrusted intermediates
+ * (X509_verify_cert at the current time; code-signing purpose when OpenSSL has it, otherwise the
+ * leaf EKU is checked separately by the caller). Returns 1 if it verifies, else 0 and prints why. */
+int h_verify_chain(STACK_OF(X509) *chain, X509 *root);
+
+/* The DER contents of the extnValue OCTET STRING of the extension with dotted OID `oid`.
+ * Returns a pointer into the certificate (not to be freed) and its length, or NULL.
+ * *critical receives the critical flag when not NULL. */
+const unsigned char *h_ext_value(const X509 *cert, const char *oid, size_t *len, int *critical);
+
+/* Dotted OIDs of all extensions, in certificate order, joined by ",". malloc'd. */
+char *h_ext_oids(const X509 *cert);
+
+/* notAfter - notBefore in seconds (LONG_MIN on error). */
+long h_validity_seconds(const X509 *cert);
+
+/* Reads a whole file (malloc'd, NUL-terminated) or NULL. */
+char *h_read_file(const char *path, size_t *len);
+
+#endif
