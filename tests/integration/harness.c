@@ -248,7 +248,7 @@ char *h_read_file(const char *path, size_t *len)
     return buf;
 }
 
-static int write_file(const char *path, const char *text)
+int h_write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -379,6 +379,27 @@ int h_proc_stop(h_proc *p, int timeout_ms)
     p->wait_status = status;
     forget_child(p->pid);
     return exit_code_of(status);
+}
+
+int h_run(const char *name, char *const argv[], int timeout_ms, char **stderr_text)
+{
+    h_proc p;
+    if (stderr_text)
+        *stderr_text = NULL;
+    if (spawn(&p, name, argv) != 0)
+        return -1;
+    long deadline = now_ms() + timeout_ms;
+    while (h_proc_alive(&p)) {
+        if (now_ms() > deadline) {
+            harness_err("%s still running after %d ms", name, timeout_ms);
+            h_proc_stop(&p, 1000);
+            return -1;
+        }
+        sleep_ms(H_POLL_MS);
+    }
+    if (stderr_text)
+        *stderr_text = h_read_file(p.stderr_path, NULL);
+    return exit_code_of(p.wait_status);
 }
 
 /* ---- dev issuer ------------------------------------------------------------------------ */
@@ -514,7 +535,7 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
                  opts->issuer->url, opts->issuer->url);
         config_text = config;
     }
-    if (write_file(srv->config_path, config_text) != 0)
+    if (h_write_file(srv->config_path, config_text) != 0)
         return -1;
 
     const char *ca = opts->ca ? opts->ca : "ephemeralca";

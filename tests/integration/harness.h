@@ -66,6 +66,11 @@ int h_proc_stop(h_proc *p, int timeout_ms);
 /* 1 if the process is still running (reaps it if it has exited). */
 int h_proc_alive(h_proc *p);
 
+/* Runs argv (argv[0] a path) to completion in the temp dir, waiting at most timeout_ms (then
+ * kills it and returns -1). Returns the exit code as h_proc_stop does; *stderr_text (may be NULL)
+ * receives what it wrote on stderr (malloc'd). */
+int h_run(const char *name, char *const argv[], int timeout_ms, char **stderr_text);
+
 typedef struct h_issuer {
     h_proc proc;
     int port;
@@ -181,6 +186,9 @@ char *h_ext_oids(const X509 *cert);
 
 /* notAfter - notBefore in seconds (LONG_MIN on error). */
 long h_validity_seconds(const X509 *cert);
+
+/* Writes text to path (truncating). Returns 0 or -1. */
+int h_write_file(const char *path, const char *text);
 
 /* Reads a whole file (malloc'd, NUL-terminated) or NULL. */
 char *h_read_file(const char *path, size_t *len);
