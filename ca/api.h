@@ -20,12 +20,15 @@ void api_handle(struct evhttp_request *req, struct event_base *base, void *arg);
 enum grpc_code {
     GRPC_INVALID_ARGUMENT = 3,
     GRPC_NOT_FOUND = 5,
+    GRPC_PERMISSION_DENIED = 7,
     GRPC_UNIMPLEMENTED = 12,
     GRPC_INTERNAL = 13,
 };
 
 /* Fulcio's fixed client messages (fulcio-compat.md §1.9). */
 #define MSG_IDENTITY_TOKEN "There was an error processing the identity token"
+/* Fulcrum's own (403): the token is valid but the issuer's ClaimPolicy refuses it. */
+#define MSG_CLAIM_POLICY "The identity token is not permitted by this server's claim policy"
 #define MSG_CSR_UNPARSEABLE "The certificate signing request could not be parsed"
 #define MSG_KEY_UNPARSEABLE "The public key supplied in the request could not be parsed"
 #define MSG_KEY_INSECURE "The public key supplied in the request is insecure"

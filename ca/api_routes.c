@@ -14,6 +14,7 @@ static int grpc_http_status(enum grpc_code code)
     switch (code) {
     case GRPC_INVALID_ARGUMENT: return 400;
     case GRPC_NOT_FOUND: return 404;
+    case GRPC_PERMISSION_DENIED: return 403;
     case GRPC_UNIMPLEMENTED: return 501;
     default: return 500;
     }
@@ -31,7 +32,7 @@ void api_reply_error(struct evhttp_request *req, enum grpc_code code, const char
     const char *uri = evhttp_request_get_uri(req);
     if (status >= 500)
         log_error("api", "%s -> %d: %s", uri ? uri : "?", status, text);
-    else if (code == GRPC_INVALID_ARGUMENT)
+    else if (code == GRPC_INVALID_ARGUMENT || code == GRPC_PERMISSION_DENIED)
         log_warn("api", "%s -> %d: %s", uri ? uri : "?", status, text);
 
     json_t *body = json_pack("{s:i,s:s,s:[]}", "code", (int)code, "message", text, "details");

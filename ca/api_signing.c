@@ -27,6 +27,7 @@
 #include "ca/service.h"
 #include "ca/signing_request.h"
 #include "common/log.h"
+#include "oidc/claim_policy.h"
 #include "oidc/jwks_cache.h"
 #include "oidc/principal.h"
 #include "oidc/token.h"
@@ -100,9 +101,14 @@ static void on_keys_ready(void *arg)
     lookup_keys(arg);
 }
 
+/* The issuer's keys. A kid the issuer does not publish is the token's fault (400, Fulcio's
+ * identity-token message); keys that cannot be had at all (issuer unreachable, TLS failure,
+ * refused redirect, oversize answer, cached keys past max-stale) are this server's side: 500
+ * code 13 with a message naming the issuer and the cause (the issuer URL is public), logged at
+ * error by api_reply_error. */
 static void lookup_keys(struct sign_ctx *c)
 {
-    char why[512] = "";
+    char why[768] = "";
     oidc_jwk_set *keys = NULL;
     int may_wait = c->waits < MAX_KEY_WAITS;
     enum jwks_result r =
@@ -116,9 +122,14 @@ static void lookup_keys(struct sign_ctx *c)
     case JWKS_PENDING:
         c->waits++;
         return; /* on_keys_ready runs on this worker later */
+    case JWKS_UNAVAILABLE:
+        if (!*why)
+            snprintf(why, sizeof why, "could not fetch the keys of issuer %.300s", c->tok.iss);
+        fail(c, GRPC_INTERNAL, why, NULL);
+        return;
     default:
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN,
-             *why ? why : "the issuer's keys could not be fetched");
+             *why ? why : "the issuer's keys do not hold the token's key");
         return;
     }
 }
@@ -263,8 +274,12 @@ static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
         return;
     }
+    if (claim_policy_check(c->issuer, c->tok.claims, why, sizeof why) != 0) {
+        fail(c, GRPC_PERMISSION_DENIED, MSG_CLAIM_POLICY, why);
+        return;
+    }
     principal p = {0};
-    switch (principal_from_claims(c->issuer, c->tok.claims, &p, why, sizeof why)) {
+    switch (principal_from_claims(c->svc->cfg, c->issuer, c->tok.claims, &p, why, sizeof why)) {
     case PRINCIPAL_OK: break;
     case PRINCIPAL_VALIDATION_ERROR:
         principal_clear(&p);

@@ -37,6 +37,7 @@ struct serve_flags {
     const char *ct_log_url, *port_file, *log_level;
     long port, workers, max_body, idle_timeout;
     int fileca_watch, help;
+    long jwks_ttl, jwks_max_stale; /* seconds */
 };
 
 static void usage(const struct flag *flags, size_t n, FILE *out)
@@ -103,6 +104,7 @@ int serve_main(int argc, char **argv)
         .fileca_key = "", .fileca_key_passwd = "", .ct_log_url = "", .port_file = NULL,
         .log_level = "info", .port = 8080, .workers = 0, .max_body = 4 << 20,
         .idle_timeout = 30, .fileca_watch = 1,
+        .jwks_ttl = 600, .jwks_max_stale = 86400,
     };
     struct flag flags[] = {
         {"host", "http-host", FLAG_STRING, &f.host, "address to listen on (default 0.0.0.0)", 0},
@@ -129,6 +131,12 @@ int serve_main(int argc, char **argv)
         {"idle-connection-timeout", NULL, FLAG_SECONDS, &f.idle_timeout,
          "read, write and keep-alive idle timeout (default 30s)", 0},
         {"log-level", NULL, FLAG_STRING, &f.log_level, "debug | info | warn | error (default info)", 0},
+        {"jwks-ttl", NULL, FLAG_SECONDS, &f.jwks_ttl,
+         "how long an issuer's fetched keys are fresh; older keys still serve while a refresh runs "
+         "in the background (default 10m)", 0},
+        {"jwks-max-stale", NULL, FLAG_SECONDS, &f.jwks_max_stale,
+         "how old an issuer's keys may get while refreshes fail before its tokens are refused "
+         "with 500; at least --jwks-ttl (default 24h)", 0},
         {"help", "h", FLAG_BOOL, &f.help, "show this help", 0},
     };
     size_t nflags = sizeof flags / sizeof flags[0];
@@ -165,6 +173,13 @@ int serve_main(int argc, char **argv)
         log_error("serve", "invalid --port, --workers or --max-request-body-bytes");
         return 2;
     }
+    if (f.jwks_ttl < 1 || f.jwks_ttl > 7 * 86400 || f.jwks_max_stale < f.jwks_ttl ||
+        f.jwks_max_stale > 365L * 86400) {
+        log_error("serve", "invalid --jwks-ttl %lds or --jwks-max-stale %lds: need 1s <= ttl <= "
+                           "7 days and ttl <= max-stale <= 365 days",
+                  f.jwks_ttl, f.jwks_max_stale);
+        return 2;
+    }
 
     /* Before any thread or event_base: libevent locking (the JWKS fetcher wakes workers from its
      * own thread) and libcurl global state. */
@@ -179,7 +194,9 @@ int serve_main(int argc, char **argv)
         config_free(cfg);
         return 1;
     }
-    jwks_cache *jwks = jwks_cache_new(NULL);
+    jwks_cache_options jwks_opts = {.ttl_seconds = (int)f.jwks_ttl,
+                                     .max_stale_seconds = (int)f.jwks_max_stale};
+    jwks_cache *jwks = jwks_cache_new(&jwks_opts);
     if (!jwks) {
         log_error("oidc", "cannot start the JWKS fetcher");
         signer_free(sgn);

@@ -22,7 +22,7 @@
 #define PATH_MAX_LEN 1024
 #define CONFIG_MAX_FILE (16u << 20)
 
-enum fkind { F_STR, F_BOOL };
+enum fkind { F_STR, F_BOOL, F_RULES };
 
 struct field {
     const char *json, *yaml;
@@ -46,13 +46,15 @@ static const struct field issuer_fields[] = {
     STRF("CACert", "ca-cert", ca_cert_pem),
     {"SkipEmailVerification", "skip-email-verification", F_BOOL,
      offsetof(issuer_config, skip_email_verification)},
+    /* Fulcrum's addition (claim_policy_parse.c); not part of Fulcio's format */
+    {"ClaimPolicy", "claim-policy", F_RULES, offsetof(issuer_config, rules)},
 };
 #undef STRF
 #define N_ISSUER_FIELDS (sizeof issuer_fields / sizeof issuer_fields[0])
 enum {
     FI_ISSUER_URL, FI_CLIENT_ID, FI_TYPE, FI_CI_PROVIDER, FI_ISSUER_CLAIM, FI_SUBJECT_DOMAIN,
     FI_SPIFFE_TD, FI_CHALLENGE_CLAIM, FI_DESCRIPTION, FI_CONTACT, FI_ENVIRONMENT, FI_CA_CERT,
-    FI_SKIP_EMAIL,
+    FI_SKIP_EMAIL, FI_CLAIM_POLICY,
 };
 
 static const struct field top_fields[] = {
@@ -355,6 +357,7 @@ static void issuer_clear(issuer_config *ic)
     for (size_t i = 0; i < N_ISSUER_FIELDS; i++)
         if (issuer_fields[i].kind == F_STR)
             free(*(char **)((char *)ic + issuer_fields[i].off));
+    config_claim_rules_free(ic->rules, ic->n_rules);
     memset(ic, 0, sizeof *ic);
 }
 
@@ -454,6 +457,7 @@ static int parse_issuer(struct ctx *c, const char *sec, const char *key, json_t 
         return fail(c, base, "must be a map");
     const char *seen[N_ISSUER_FIELDS] = {0};
     const char *vals[N_ISSUER_FIELDS] = {0};
+    const json_t *policy = NULL;
     const char *k;
     json_t *e;
     json_object_foreach(v, k, e) {
@@ -467,7 +471,9 @@ static int parse_issuer(struct ctx *c, const char *sec, const char *key, json_t 
         if (seen[fi])
             return fail(c, p, "same field as \"%.200s\"", seen[fi]);
         seen[fi] = k;
-        if (issuer_fields[fi].kind == F_BOOL) {
+        if (issuer_fields[fi].kind == F_RULES) {
+            policy = e;
+        } else if (issuer_fields[fi].kind == F_BOOL) {
             if (get_bool(c, p, e, (int *)((char *)ic + issuer_fields[fi].off)) != 0)
                 return -1;
         } else if (get_string(c, p, e, &vals[fi]) != 0) {
@@ -485,7 +491,18 @@ static int parse_issuer(struct ctx *c, const char *sec, const char *key, json_t 
             return fail(c, base, "out of memory");
     }
     ic->type = issuer_type_from_name(ic->type_name);
-    return validate_issuer(c, base, key, meta, seen, key_is_yaml_style(sec), ic, ci_meta);
+    int ys = key_is_yaml_style(sec);
+    if (validate_issuer(c, base, key, meta, seen, ys, ic, ci_meta) != 0)
+        return -1;
+    if (policy) {
+        char p[PATH_MAX_LEN], epath[PATH_MAX_LEN], why[600];
+        join(p, base, seen[FI_CLAIM_POLICY], 0);
+        if (config_claim_policy_parse(policy, p, ys || key_is_yaml_style(seen[FI_CLAIM_POLICY]),
+                                      &ic->rules, &ic->n_rules, epath, sizeof epath, why,
+                                      sizeof why) != 0)
+            return fail(c, epath, "%s", why);
+    }
+    return 0;
 }
 
 static int cmp_issuer(const void *a, const void *b)

@@ -14,6 +14,7 @@
 #define FULCRUM_CONFIG_CONFIG_H
 
 #include <jansson.h>
+#include <regex.h>
 #include <stddef.h>
 
 enum issuer_type {
@@ -29,6 +30,37 @@ enum issuer_type {
     ISSUER_TYPE_CODEFRESH_WORKFLOW,
     ISSUER_TYPE_CHAINGUARD_IDENTITY,
     ISSUER_TYPE_CI_PROVIDER,
+};
+
+/*
+ * ClaimPolicy / claim-policy (Fulcrum's addition, Fulcio issue #1989): optional allow rules over a
+ * verified token's claims, per issuer entry; every rule must hold. Evaluated by
+ * oidc/claim_policy.h; never reported by /api/v2/configuration. Syntax (JSON / YAML):
+ *   "ClaimPolicy": [{"Claim": "repository_owner", "In": ["acme", "acme-labs"]},
+ *                   {"Claim": "sub", "Match": "^repo:acme/[^:]+:ref:refs/heads/main$"}]
+ *   claim-policy: [{claim: repository_owner, in: [acme, acme-labs]}, ...]
+ * Claim: a top-level claim name taken literally (dots included: "oidc.circleci.com/project-id"),
+ * or a path "$.a.b" / "$['kubernetes.io'].namespace" through nested objects.
+ * Exactly one operator per rule: In (non-empty list), Equals, Prefix, Suffix (non-empty), Match
+ * (POSIX ERE anchored with ^...$, each top-level | branch too). Rule keys match
+ * case-insensitively (YAML: claim, in, equals, ...); an unknown key in a rule stops loading.
+ */
+enum claim_rule_op {
+    CLAIM_RULE_IN = 1, /* the value is one of values[0..n_values) */
+    CLAIM_RULE_EQUALS, /* the value is values[0] */
+    CLAIM_RULE_PREFIX, /* the value starts with values[0] */
+    CLAIM_RULE_SUFFIX, /* the value ends with values[0] */
+    CLAIM_RULE_MATCH,  /* the value matches re, compiled from values[0] */
+};
+
+struct claim_rule {
+    char *claim;       /* as written in the file, for messages */
+    char **path;       /* object member names leading to the value (one for a plain name) */
+    size_t n_path;
+    enum claim_rule_op op;
+    char **values;     /* In: the list; the other operators: one string */
+    size_t n_values;
+    regex_t re;        /* CLAIM_RULE_MATCH only: REG_EXTENDED | REG_NOSUB */
 };
 
 /* One issuer entry. Strings are NUL-terminated, never NULL: absent values are "". */
@@ -48,6 +80,8 @@ typedef struct issuer_config {
     char *ca_cert_pem;         /* CACert: PEM text of a private TLS root for this issuer */
     int skip_email_verification;
     int is_meta;               /* 1 for a MetaIssuers entry */
+    struct claim_rule *rules;  /* ClaimPolicy, in file order (NULL when n_rules is 0) */
+    size_t n_rules;
 } issuer_config;
 
 typedef struct fulcrum_config {

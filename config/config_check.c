@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "oidc/go_template.h"
 #include "config/config_internal.h"
 
 __attribute__((format(printf, 3, 4))) static int bad(char *why, size_t whylen, const char *fmt,
@@ -212,6 +213,12 @@ int config_check_meta_pattern(const char *pattern, char *why, size_t whylen)
         return bad(why, whylen, "must start with https://");
     if (memchr(pattern, '*', (size_t)(sep - pattern)))
         return bad(why, whylen, "has a '*' in its scheme");
+    /* http:// is for test issuers on a loopback address: host and port are then literal (the
+     * loopback check below sees them as written), '*' may only stand in the path */
+    if (strncmp(pattern, "http://", 7) == 0 && memchr(sep + 3, '*', strcspn(sep + 3, "/")))
+        return bad(why, whylen,
+                   "an http:// pattern may have '*' only in its path (its host must be "
+                   "localhost, 127.x.x.x or [::1], and its port literal)");
     char *probe = strdup(pattern);
     if (!probe)
         return bad(why, whylen, "out of memory");
@@ -429,5 +436,6 @@ int config_check_template(const char *t, char *why, size_t whylen)
             p++;
         }
     }
-    return 0;
+    /* Delimiters are sound: now the whole template must parse, as Fulcio checks at start. */
+    return go_template_check(t, why, whylen);
 }

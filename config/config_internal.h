@@ -30,7 +30,8 @@ void config_path_append(char *path, size_t pathlen, const char *key, int bracket
 int config_check_issuer_url(const char *url, char *why, size_t whylen);
 
 /* A MetaIssuers key: with each '*' read as a label it is an issuer URL as above; no '*' in the
- * scheme or the port, and none in the last two labels of the host. */
+ * scheme or the port, and none in the last two labels of the host. An http:// pattern (loopback
+ * host only, as above) has '*' only in its path: its host and port are literal. */
 int config_check_meta_pattern(const char *pattern, char *why, size_t whylen);
 
 /* go-spiffe's TrustDomainFromString: "example.org" or "spiffe://example.org[/path]". */
@@ -56,5 +57,22 @@ int config_check_template(const char *tmpl, char *why, size_t whylen);
 /* 1 when `url` has a scheme (Go's url.Parse rules); fills scheme/host (host without port and
  * brackets, "" when there is no authority). Returns -1 on a URL Go's parser refuses. */
 int config_url_split(const char *url, char *scheme, size_t schemelen, char *host, size_t hostlen);
+
+/* ---- claim_policy_parse.c ---- */
+
+struct claim_rule;
+
+/* Parses an issuer's ClaimPolicy value `v` (a list of rule maps; absent or null = no rules)
+ * found at key path `path`; `yaml_style` picks the key names used in messages for keys that are
+ * absent (claim, in, ... instead of Claim, In, ...). Match patterns are compiled and must be
+ * anchored. On success *rules is a calloc'd array of *n rules (NULL, 0 when there are none).
+ * On failure returns -1 with nothing allocated, the key path of the bad value in epath and the
+ * reason in why. */
+int config_claim_policy_parse(const json_t *v, const char *path, int yaml_style,
+                              struct claim_rule **rules, size_t *n, char *epath, size_t epathlen,
+                              char *why, size_t whylen);
+
+/* Frees n rules (their strings and compiled patterns) and the array. */
+void config_claim_rules_free(struct claim_rule *rules, size_t n);
 
 #endif

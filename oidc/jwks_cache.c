@@ -4,18 +4,33 @@
  * Why curl_multi_poll + curl_multi_wakeup and not curl_multi_socket_action on a libevent base:
  * the fetch thread does a handful of requests per issuer per TTL, never thousands at once, so the
  * event-driven socket API (socket/timer callbacks, an event per fd) buys nothing here; the poll
- * loop is a dozen lines, handles curl's own timers, and curl_multi_wakeup is the one thread-safe
- * way for a worker to hand it a new fetch. Workers never wait on it: they get PENDING and a
- * callback on their own event_base (event_new(base, -1, ...) + event_active from this thread,
- * which is safe because the process runs evthread_use_pthreads()).
+ * loop is short, handles curl's own timers, and curl_multi_wakeup is the one thread-safe way for
+ * a worker to hand it a new fetch. Workers never wait on it: they get PENDING and a callback on
+ * their own event_base (event_new(base, -1, ...) + event_active from this thread, which is safe
+ * because the process runs evthread_use_pthreads()).
+ *
+ * Retries: a failed fetch arms a retry at now + backoff (jwks_cache_retry_delay_ms); the fetch
+ * thread starts it itself when it is due (its poll timeout is the nearest due retry), so retries
+ * cost no request anything and a flood of requests for a failing issuer causes no fetch at all.
+ * Retries stay armed for configured (prefetched) issuers, and for other (meta-issuer) issuers
+ * whose keys were fetched once and that were asked for in the last RETRY_IDLE_SECONDS. A
+ * meta-issuer URL that never answered is not retried in the background (a token could name
+ * any number of them): the next request after its backoff fetches it again.
  *
  * Redirects: libcurl does not follow them (CURLOPT_FOLLOWLOCATION 0). A 3xx answer is followed
  * here by hand, at most MAX_REDIRECTS times, and only to the same host with an allowed scheme
  * (Fulcio v1.8.8 refuses cross-host redirects during discovery/JWKS fetches).
  *
+ * CACert: given to libcurl as CURLOPT_CAINFO_BLOB for every request of the issuer (discovery,
+ * JWKS, redirects). It replaces libcurl's CA bundle file but not its CA path, which Debian's
+ * libcurl sets to /etc/ssl/certs, so the system roots stay trusted too (Fulcio: "added to the
+ * system roots"). libcurl only reuses a connection or TLS session whose CA blob matches.
+ *
  * Locking: one mutex guards the entry list, every entry's shared fields (set, times, flags,
  * waiters), the start queue and the counters. `struct fetch` inside an entry belongs to the fetch
- * thread alone. Entries are only freed by jwks_cache_free, after the thread is joined.
+ * thread alone, and only while the entry is in flight. An entry is freed (evicted) only under the
+ * mutex and only when it is not in flight and has no waiters; the fetch thread never touches an
+ * entry outside the mutex once it has cleared in_flight.
  */
 #include "oidc/jwks_cache.h"
 
@@ -33,7 +48,8 @@
 
 #define COMPONENT "jwks"
 #define MAX_REDIRECTS 3
-#define ERR_MAX 384
+#define ERR_MAX 512
+#define RETRY_IDLE_SECONDS 600.0
 
 enum stage { STAGE_DISCOVERY = 0, STAGE_JWKS = 1 };
 
@@ -56,6 +72,7 @@ struct fetch {
     char *buf;
     size_t len, cap, max;
     int too_big;
+    char curl_err[CURL_ERROR_SIZE];
 };
 
 struct entry {
@@ -65,10 +82,14 @@ struct entry {
     oidc_jwk_set *set;     /* NULL until the first successful fetch */
     double fetched_at;     /* monotonic seconds of the last success */
     double last_attempt;   /* monotonic seconds when the last fetch started */
-    int attempted;
+    double last_used;      /* monotonic seconds of the last jwks_cache_get */
+    double next_retry;     /* no fetch starts before this (backoff); 0 after a success */
+    unsigned failures;     /* consecutive failed fetches */
+    int pinned;            /* configured issuer: never evicted, always retried */
     int in_flight;
+    int retry_armed;       /* the fetch thread starts a fetch at next_retry */
     int last_failed;
-    char last_error[2 * ERR_MAX];
+    char last_error[ERR_MAX]; /* the cause of the last failure: "GET <url>: <reason>" */
     struct waiter *waiters;
     struct entry *next_start; /* start queue link */
     struct fetch f;
@@ -78,6 +99,7 @@ struct jwks_cache {
     jwks_cache_options o;
     pthread_mutex_t mu;
     struct entry *entries;
+    size_t n_entries;
     struct entry *start_q;
     int stop;
     jwks_cache_stats stats;
@@ -90,6 +112,45 @@ static double now_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void apply_defaults(jwks_cache_options *o)
+{
+    if (o->ttl_seconds <= 0)
+        o->ttl_seconds = 600;
+    if (o->refetch_interval_seconds <= 0)
+        o->refetch_interval_seconds = 5;
+    if (o->connect_timeout_ms <= 0)
+        o->connect_timeout_ms = 5000;
+    if (o->total_timeout_ms <= 0)
+        o->total_timeout_ms = 10000;
+    if (o->max_response_bytes == 0)
+        o->max_response_bytes = 1024 * 1024;
+    if (o->max_stale_seconds <= 0)
+        o->max_stale_seconds = 86400;
+    if (o->max_stale_seconds < o->ttl_seconds)
+        o->max_stale_seconds = o->ttl_seconds;
+    if (o->retry_min_ms <= 0)
+        o->retry_min_ms = 1000;
+    if (o->retry_max_ms <= 0)
+        o->retry_max_ms = 60000;
+    if (o->retry_max_ms < o->retry_min_ms)
+        o->retry_max_ms = o->retry_min_ms;
+    if (o->max_issuers == 0)
+        o->max_issuers = 1000;
+}
+
+long jwks_cache_retry_delay_ms(const jwks_cache_options *opts, unsigned n)
+{
+    jwks_cache_options o;
+    memset(&o, 0, sizeof o);
+    if (opts)
+        o = *opts;
+    apply_defaults(&o);
+    long d = o.retry_min_ms;
+    for (unsigned i = 1; i < n && d < o.retry_max_ms; i++)
+        d = d > o.retry_max_ms / 2 ? o.retry_max_ms : d * 2;
+    return d < o.retry_max_ms ? d : o.retry_max_ms;
 }
 
 /* ---- URL policy ---- */
@@ -172,6 +233,90 @@ static void free_waiters(struct waiter *w)
     }
 }
 
+/* ---- entries (mutex held) ---- */
+
+static struct entry *entry_find(jwks_cache *c, const char *issuer_url)
+{
+    for (struct entry *e = c->entries; e; e = e->next)
+        if (strcmp(e->issuer_url, issuer_url) == 0)
+            return e;
+    return NULL;
+}
+
+static void entry_free(struct entry *e)
+{
+    free_waiters(e->waiters);
+    jwk_set_release(e->set);
+    free(e->issuer_url);
+    free(e->ca_pem);
+    free(e);
+}
+
+/* Forgets the least recently used entry that is idle (not configured, not in flight, nobody
+ * waiting). Returns 0, or -1 when every entry is busy or configured. */
+static int entry_evict_one(jwks_cache *c)
+{
+    struct entry **victim = NULL;
+    for (struct entry **pp = &c->entries; *pp; pp = &(*pp)->next) {
+        struct entry *e = *pp;
+        if (e->pinned || e->in_flight || e->waiters)
+            continue;
+        if (!victim || e->last_used < (*victim)->last_used)
+            victim = pp;
+    }
+    if (!victim)
+        return -1;
+    struct entry *e = *victim;
+    *victim = e->next;
+    c->n_entries--;
+    c->stats.evictions++;
+    log_debug(COMPONENT, "forgetting the keys of %s (more than %zu issuers)", e->issuer_url,
+              c->o.max_issuers);
+    entry_free(e);
+    return 0;
+}
+
+static struct entry *entry_create(jwks_cache *c, const char *issuer_url, char *why, size_t whylen)
+{
+    if (c->n_entries >= c->o.max_issuers && entry_evict_one(c) != 0) {
+        snprintf(why, whylen, "the cache already holds %zu issuers, all configured or busy",
+                 c->o.max_issuers);
+        return NULL;
+    }
+    struct entry *e = calloc(1, sizeof(*e));
+    if (!e || !(e->issuer_url = strdup(issuer_url))) {
+        free(e);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    e->next = c->entries;
+    c->entries = e;
+    c->n_entries++;
+    return e;
+}
+
+/* Records the CA to use for the issuer's next fetch. */
+static void entry_set_ca(struct entry *e, const char *ca_pem)
+{
+    if (!ca_pem || (e->ca_pem && strcmp(e->ca_pem, ca_pem) == 0))
+        return;
+    char *copy = strdup(ca_pem);
+    if (copy) {
+        free(e->ca_pem);
+        e->ca_pem = copy;
+    }
+}
+
+/* Queues a fetch for the fetch thread (wake it after unlocking unless called from it). */
+static void entry_start_fetch(jwks_cache *c, struct entry *e, double now)
+{
+    e->in_flight = 1;
+    e->retry_armed = 0;
+    e->last_attempt = now;
+    e->next_start = c->start_q;
+    c->start_q = e;
+}
+
 /* ---- fetch thread ---- */
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *p)
@@ -226,6 +371,7 @@ static int request_start(jwks_cache *c, struct entry *e, enum stage st, char *ur
     f->len = 0;
     f->too_big = 0;
     f->max = c->o.max_response_bytes;
+    f->curl_err[0] = '\0';
 
     CURL *h = curl_easy_init();
     if (!h) {
@@ -242,6 +388,7 @@ static int request_start(jwks_cache *c, struct entry *e, enum stage st, char *ur
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->o.max_response_bytes);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, f->curl_err);
     curl_easy_setopt(h, CURLOPT_PRIVATE, e);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "fulcrum");
     if (f->ca_pem && *f->ca_pem) {
@@ -263,35 +410,51 @@ static int request_start(jwks_cache *c, struct entry *e, enum stage st, char *ur
     return 0;
 }
 
-/* Ends the fetch of `e`: installs `set` (taken over) or records `error`, wakes the waiters. */
-static void fetch_finish(jwks_cache *c, struct entry *e, oidc_jwk_set *set, const char *error)
+/* Ends the fetch of `e`: installs `set` (taken over) or records `cause` and arms a retry; wakes
+ * the waiters. After this the fetch thread no longer owns e. */
+static void fetch_finish(jwks_cache *c, struct entry *e, oidc_jwk_set *set, const char *cause)
 {
+    char msg[ERR_MAX + 400];
+    enum log_level level;
     fetch_reset(&e->f, c->multi);
     pthread_mutex_lock(&c->mu);
-    int had_set = e->set != NULL;
+    double now = now_mono();
     if (set) {
         jwk_set_release(e->set);
         e->set = set;
-        e->fetched_at = now_mono();
+        e->fetched_at = now;
+        e->failures = 0;
+        e->next_retry = 0;
+        e->retry_armed = 0;
         e->last_failed = 0;
         e->last_error[0] = '\0';
+        snprintf(msg, sizeof msg, "fetched %zu keys of %s", set->n, e->issuer_url);
+        level = LOG_LVL_INFO;
     } else {
+        e->failures++;
+        long delay = jwks_cache_retry_delay_ms(&c->o, e->failures);
+        e->next_retry = now + (double)delay / 1000.0;
+        e->retry_armed = e->pinned || (e->set && now - e->last_used < RETRY_IDLE_SECONDS);
         e->last_failed = 1;
-        snprintf(e->last_error, sizeof(e->last_error), "%s", error);
+        snprintf(e->last_error, sizeof(e->last_error), "%s", cause);
         c->stats.fetch_failures++;
+        char kept[96] = "";
+        if (e->set)
+            snprintf(kept, sizeof kept, "; keeping the keys fetched %ld s ago",
+                     (long)(now - e->fetched_at));
+        char next[96] = "";
+        if (e->retry_armed)
+            snprintf(next, sizeof next, "; retry %u in %.1f s", e->failures, delay / 1000.0);
+        snprintf(msg, sizeof msg, "could not fetch the keys of issuer %.300s: %s%s%s",
+                 e->issuer_url, cause, kept, next);
+        level = LOG_LVL_WARN;
     }
     e->in_flight = 0;
     struct waiter *w = e->waiters;
     e->waiters = NULL;
-    size_t nkeys = set ? set->n : 0;
     pthread_mutex_unlock(&c->mu);
 
-    if (set)
-        log_info(COMPONENT, "fetched %zu keys of %s", nkeys, e->issuer_url);
-    else if (had_set)
-        log_warn(COMPONENT, "%s; keeping the keys fetched before", error);
-    else
-        log_warn(COMPONENT, "%s", error);
+    log_msg(level, COMPONENT, "%s", msg);
     notify_waiters(w);
 }
 
@@ -312,7 +475,7 @@ static char *discovery_url(const char *issuer)
 /* Starts the discovery request for a dequeued entry. */
 static void fetch_begin(jwks_cache *c, struct entry *e)
 {
-    char why[ERR_MAX], err[2 * ERR_MAX];
+    char why[ERR_MAX], cause[ERR_MAX];
     pthread_mutex_lock(&c->mu);
     char *ca = e->ca_pem ? strdup(e->ca_pem) : NULL;
     pthread_mutex_unlock(&c->mu);
@@ -322,9 +485,8 @@ static void fetch_begin(jwks_cache *c, struct entry *e)
     if (!url || request_start(c, e, STAGE_DISCOVERY, url, why, sizeof(why)) != 0) {
         if (!url)
             snprintf(why, sizeof(why), "out of memory");
-        snprintf(err, sizeof(err), "cannot fetch the OpenID configuration of %s: %s",
-                 e->issuer_url, why);
-        fetch_finish(c, e, NULL, err);
+        snprintf(cause, sizeof(cause), "cannot start the OpenID discovery request: %.400s", why);
+        fetch_finish(c, e, NULL, cause);
     }
 }
 
@@ -346,7 +508,7 @@ static int follow_redirect(jwks_cache *c, struct entry *e, char *why, size_t why
     if (url_allowed(f->url, &from, why, whylen) != 0 || url_allowed(loc, &to, why, whylen) != 0)
         goto out;
     if (strcasecmp(from, to) != 0) {
-        snprintf(why, whylen, "redirect to another host refused");
+        snprintf(why, whylen, "redirect to another host refused (%.200s)", loc);
         goto out;
     }
     char *next = strdup(loc);
@@ -369,22 +531,25 @@ static char *discovery_jwks_uri(const struct entry *e, char *why, size_t whylen)
     json_t *doc = json_loadb(e->f.buf ? e->f.buf : "", e->f.len, 0, &jerr);
     char *uri = NULL;
     if (!json_is_object(doc)) {
-        snprintf(why, whylen, "discovery document is not a JSON object");
+        snprintf(why, whylen, "the discovery document is not a JSON object");
         goto out;
     }
     const char *iss = json_string_value(json_object_get(doc, "issuer"));
     if (!iss || strcmp(iss, e->issuer_url) != 0) {
-        snprintf(why, whylen, "discovery document names issuer \"%.200s\", expected \"%s\"",
+        snprintf(why, whylen, "the discovery document names issuer \"%.200s\", expected \"%.200s\"",
                  iss ? iss : "", e->issuer_url);
         goto out;
     }
     const char *ju = json_string_value(json_object_get(doc, "jwks_uri"));
     if (!ju || !*ju) {
-        snprintf(why, whylen, "discovery document has no jwks_uri");
+        snprintf(why, whylen, "the discovery document has no jwks_uri");
         goto out;
     }
-    if (url_allowed(ju, NULL, why, whylen) != 0)
+    char policy[300];
+    if (url_allowed(ju, NULL, policy, sizeof(policy)) != 0) {
+        snprintf(why, whylen, "jwks_uri %s", policy);
         goto out;
+    }
     uri = strdup(ju);
     if (!uri)
         snprintf(why, whylen, "out of memory");
@@ -397,15 +562,14 @@ out:
 static void on_done(jwks_cache *c, struct entry *e, CURLcode res)
 {
     struct fetch *f = &e->f;
-    char why[ERR_MAX] = "", err[2 * ERR_MAX];
-    const char *what = f->stage == STAGE_DISCOVERY ? "the OpenID configuration" : "the keys";
+    char why[ERR_MAX] = "", cause[ERR_MAX];
     long status = 0;
 
     if (res != CURLE_OK) {
         if (f->too_big || res == CURLE_FILESIZE_EXCEEDED)
             snprintf(why, sizeof(why), "response larger than %zu bytes", f->max);
         else
-            snprintf(why, sizeof(why), "%s", curl_easy_strerror(res));
+            snprintf(why, sizeof(why), "%s", f->curl_err[0] ? f->curl_err : curl_easy_strerror(res));
         goto fail;
     }
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -423,10 +587,8 @@ static void on_done(jwks_cache *c, struct entry *e, CURLcode res)
         if (!uri)
             goto fail;
         f->redirects = 0;
-        if (request_start(c, e, STAGE_JWKS, uri, why, sizeof(why)) != 0) {
-            what = "the keys";
+        if (request_start(c, e, STAGE_JWKS, uri, why, sizeof(why)) != 0)
             goto fail;
-        }
         return;
     }
     oidc_jwk_set *set = jwk_set_parse(f->buf ? f->buf : "", f->len, why, sizeof(why));
@@ -435,8 +597,28 @@ static void on_done(jwks_cache *c, struct entry *e, CURLcode res)
     fetch_finish(c, e, set, NULL);
     return;
 fail:
-    snprintf(err, sizeof(err), "cannot fetch %s of %s: %s", what, e->issuer_url, why);
-    fetch_finish(c, e, NULL, err);
+    snprintf(cause, sizeof(cause), "%s %.200s: %.290s",
+             f->stage == STAGE_DISCOVERY ? "discovery" : "JWKS", f->url ? f->url : "", why);
+    fetch_finish(c, e, NULL, cause);
+}
+
+/* Under the mutex: starts the retries that are due; returns the poll timeout (ms) until the
+ * next one, at most 1000. */
+static int arm_due_retries(jwks_cache *c)
+{
+    double now = now_mono();
+    double wait = 1.0;
+    for (struct entry *e = c->entries; e; e = e->next) {
+        if (!e->retry_armed || e->in_flight)
+            continue;
+        if (now >= e->next_retry) {
+            entry_start_fetch(c, e, now);
+            c->stats.retries++;
+        } else if (e->next_retry - now < wait) {
+            wait = e->next_retry - now;
+        }
+    }
+    return (int)(wait * 1000.0) + 1;
 }
 
 static void *fetch_main(void *arg)
@@ -445,6 +627,7 @@ static void *fetch_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&c->mu);
         int stop = c->stop;
+        int timeout_ms = arm_due_retries(c);
         struct entry *q = c->start_q;
         c->start_q = NULL;
         pthread_mutex_unlock(&c->mu);
@@ -456,7 +639,7 @@ static void *fetch_main(void *arg)
             fetch_begin(c, q);
             q = next;
         }
-        int running = 0;
+        int running = 0, finished = 0;
         curl_multi_perform(c->multi, &running);
         CURLMsg *m;
         int left;
@@ -466,10 +649,14 @@ static void *fetch_main(void *arg)
             struct entry *e = NULL;
             CURLcode res = m->data.result;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&e);
-            if (e)
+            if (e) {
                 on_done(c, e, res);
+                finished = 1;
+            }
         }
-        curl_multi_poll(c->multi, NULL, 0, 1000, NULL);
+        if (finished)
+            continue; /* a failure may have armed a retry: recompute the timeout first */
+        curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
     }
     return NULL;
 }
@@ -483,16 +670,7 @@ jwks_cache *jwks_cache_new(const jwks_cache_options *opts)
         return NULL;
     if (opts)
         c->o = *opts;
-    if (c->o.ttl_seconds <= 0)
-        c->o.ttl_seconds = 600;
-    if (c->o.refetch_interval_seconds <= 0)
-        c->o.refetch_interval_seconds = 5;
-    if (c->o.connect_timeout_ms <= 0)
-        c->o.connect_timeout_ms = 5000;
-    if (c->o.total_timeout_ms <= 0)
-        c->o.total_timeout_ms = 10000;
-    if (c->o.max_response_bytes == 0)
-        c->o.max_response_bytes = 1024 * 1024;
+    apply_defaults(&c->o);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         free(c);
         return NULL;
@@ -508,48 +686,6 @@ jwks_cache *jwks_cache_new(const jwks_cache_options *opts)
         return NULL;
     }
     return c;
-}
-
-static struct entry *entry_find(jwks_cache *c, const char *issuer_url)
-{
-    for (struct entry *e = c->entries; e; e = e->next)
-        if (strcmp(e->issuer_url, issuer_url) == 0)
-            return e;
-    return NULL;
-}
-
-static struct entry *entry_create(jwks_cache *c, const char *issuer_url)
-{
-    struct entry *e = calloc(1, sizeof(*e));
-    if (!e || !(e->issuer_url = strdup(issuer_url))) {
-        free(e);
-        return NULL;
-    }
-    e->next = c->entries;
-    c->entries = e;
-    return e;
-}
-
-/* Records the CA to use for the issuer's next fetch (mutex held). */
-static void entry_set_ca(struct entry *e, const char *ca_pem)
-{
-    if (!ca_pem || (e->ca_pem && strcmp(e->ca_pem, ca_pem) == 0))
-        return;
-    char *copy = strdup(ca_pem);
-    if (copy) {
-        free(e->ca_pem);
-        e->ca_pem = copy;
-    }
-}
-
-/* Queues a fetch for the fetch thread (mutex held; wake it after unlocking). */
-static void entry_start_fetch(jwks_cache *c, struct entry *e, double now)
-{
-    e->in_flight = 1;
-    e->attempted = 1;
-    e->last_attempt = now;
-    e->next_start = c->start_q;
-    c->start_q = e;
 }
 
 void jwks_cache_prefetch(jwks_cache *c, const struct fulcrum_config *cfg)
@@ -569,18 +705,63 @@ void jwks_cache_prefetch(jwks_cache *c, const struct fulcrum_config *cfg)
         pthread_mutex_lock(&c->mu);
         struct entry *e = entry_find(c, ic->issuer_url);
         if (!e)
-            e = entry_create(c, ic->issuer_url);
+            e = entry_create(c, ic->issuer_url, why, sizeof(why));
         if (e) {
+            e->pinned = 1;
             entry_set_ca(e, ic->ca_cert_pem);
             if (!e->in_flight && !e->set) {
                 entry_start_fetch(c, e, now_mono());
                 started = 1;
             }
+        } else {
+            log_warn(COMPONENT, "not prefetching keys of %s: %s", ic->issuer_url, why);
         }
         pthread_mutex_unlock(&c->mu);
     }
     if (started)
         curl_multi_wakeup(c->multi);
+}
+
+/* "could not fetch the keys of issuer <url>: <cause>" */
+static void unavailable(char *why, size_t whylen, const char *issuer_url, const char *cause)
+{
+    snprintf(why, whylen, "could not fetch the keys of issuer %.300s: %s", issuer_url, cause);
+}
+
+/* The answer when the cached keys cannot serve this kid and no fetch will be waited for. */
+static enum jwks_result answer_without_key(jwks_cache *c, struct entry *e, const char *kid,
+                                           double now, int usable, char *why, size_t whylen)
+{
+    char cause[ERR_MAX + 200];
+    long age = (long)(now - e->fetched_at); /* whole seconds, truncated */
+    if (usable && !e->last_failed) {
+        /* The issuer answered recently and does not publish this key: the token's fault. */
+        if (*kid)
+            snprintf(why, whylen, "key id \"%.64s\" is not published by %.300s", kid,
+                     e->issuer_url);
+        else
+            snprintf(why, whylen, "token has no key id and %.300s publishes %zu keys",
+                     e->issuer_url, e->set->n);
+        return JWKS_FAILED;
+    }
+    if (usable) /* the key may be new, but the issuer cannot be asked */
+        snprintf(cause, sizeof cause, "%s (the keys fetched %ld s ago have no key id \"%.64s\")",
+                 e->last_error, age, kid);
+    else if (e->set && e->last_failed)
+        snprintf(cause, sizeof cause,
+                 "%s (the keys fetched %ld s ago are past the max-stale limit of %d s)",
+                 e->last_error, age, c->o.max_stale_seconds);
+    else if (e->set)
+        snprintf(cause, sizeof cause,
+                 "the keys fetched %ld s ago are past the max-stale limit of %d s and have not "
+                 "been refreshed yet",
+                 age, c->o.max_stale_seconds);
+    else if (e->last_failed)
+        snprintf(cause, sizeof cause, "%s", e->last_error);
+    else
+        snprintf(cause, sizeof cause, "no fetch has completed yet");
+    unavailable(why, whylen, e->issuer_url, cause);
+    return JWKS_UNAVAILABLE;
 }
 
 enum jwks_result jwks_cache_get(jwks_cache *c, const char *issuer_url, const char *ca_cert_pem,
@@ -590,57 +771,62 @@ enum jwks_result jwks_cache_get(jwks_cache *c, const char *issuer_url, const cha
     *out = NULL;
     if (!c || !issuer_url || !*issuer_url) {
         snprintf(why, whylen, "no issuer");
-        return JWKS_FAILED;
+        return JWKS_UNAVAILABLE;
     }
     if (cb && !base) {
-        snprintf(why, whylen, "no event base for the callback");
-        return JWKS_FAILED;
+        unavailable(why, whylen, issuer_url, "no event base for the callback");
+        return JWKS_UNAVAILABLE;
     }
     const char *k = kid ? kid : "";
     double now = now_mono();
     enum jwks_result r;
     int wake = 0;
+    char cause[ERR_MAX];
 
     pthread_mutex_lock(&c->mu);
     struct entry *e = entry_find(c, issuer_url);
     if (!e) {
         if (!cb) {
-            snprintf(why, whylen, "the keys of %s have not been fetched yet", issuer_url);
-            r = JWKS_FAILED;
+            unavailable(why, whylen, issuer_url, "no fetch has completed yet");
+            r = JWKS_UNAVAILABLE;
             goto out;
         }
-        if (url_allowed(issuer_url, NULL, why, whylen) != 0) {
-            r = JWKS_FAILED;
-            goto out;
-        }
-        e = entry_create(c, issuer_url);
-        if (!e) {
-            snprintf(why, whylen, "out of memory");
-            r = JWKS_FAILED;
+        if (url_allowed(issuer_url, NULL, cause, sizeof(cause)) != 0 ||
+            !(e = entry_create(c, issuer_url, cause, sizeof(cause)))) {
+            unavailable(why, whylen, issuer_url, cause);
+            r = JWKS_UNAVAILABLE;
             goto out;
         }
     }
+    e->last_used = now;
     entry_set_ca(e, ca_cert_pem);
 
-    const oidc_jwk *key = jwk_set_find(e->set, k);
-    int fresh = e->set && now - e->fetched_at < (double)c->o.ttl_seconds;
-    if (key && fresh) {
+    double age = now - e->fetched_at;
+    int usable = e->set && age < (double)c->o.max_stale_seconds;
+    /* A request may start a fetch unless one runs, a backoff is on, or the fetch thread owns the
+     * next attempt (an armed retry): then only the timer fetches, however many requests come. */
+    int may_start = cb && !e->in_flight && !e->retry_armed && now >= e->next_retry;
+    const oidc_jwk *key = usable ? jwk_set_find(e->set, k) : NULL;
+    if (key) {
         *out = jwk_set_ref(e->set);
         r = JWKS_READY;
+        if (may_start && age >= (double)c->o.ttl_seconds) {
+            entry_start_fetch(c, e, now); /* refresh in the background; nobody waits */
+            wake = 1;
+        }
         goto out;
     }
 
-    /* No set, a stale one, or an unknown kid: wait for a fetch when one may run. A fetch may
-     * start when none was tried yet, when the last one began refetch_interval ago, or when the
-     * set's TTL ran out and no refresh has failed since. */
-    int may_fetch = !e->attempted ||
-                    now - e->last_attempt >= (double)c->o.refetch_interval_seconds ||
-                    (e->set && !fresh && !e->last_failed);
-    if (cb && (e->in_flight || may_fetch)) {
+    /* No usable set, or no such kid in it: wait for a fetch when one runs or may start. An
+     * unknown kid refetches at most once per refetch interval (or when the set is past its TTL
+     * anyway); a backoff blocks every start. */
+    int want_fetch = may_start && (!usable || age >= (double)c->o.ttl_seconds ||
+                                   now - e->last_attempt >= (double)c->o.refetch_interval_seconds);
+    if (cb && (e->in_flight || want_fetch)) {
         struct waiter *w = calloc(1, sizeof(*w));
         if (!w) {
-            snprintf(why, whylen, "out of memory");
-            r = JWKS_FAILED;
+            unavailable(why, whylen, issuer_url, "out of memory");
+            r = JWKS_UNAVAILABLE;
             goto out;
         }
         w->base = base;
@@ -655,25 +841,7 @@ enum jwks_result jwks_cache_get(jwks_cache *c, const char *issuer_url, const cha
         r = JWKS_PENDING;
         goto out;
     }
-
-    /* Answer from what we have: a stale set still serves when its refresh failed. */
-    if (key) {
-        *out = jwk_set_ref(e->set);
-        r = JWKS_READY;
-    } else if (e->set) {
-        if (*k)
-            snprintf(why, whylen, "key id \"%.64s\" is not published by %s", k, issuer_url);
-        else
-            snprintf(why, whylen, "token has no key id and %s publishes %zu keys", issuer_url,
-                     e->set->n);
-        r = JWKS_FAILED;
-    } else if (e->last_failed) {
-        snprintf(why, whylen, "%s", e->last_error);
-        r = JWKS_FAILED;
-    } else {
-        snprintf(why, whylen, "the keys of %s have not been fetched yet", issuer_url);
-        r = JWKS_FAILED;
-    }
+    r = answer_without_key(c, e, k, now, usable, why, whylen);
 out:
     pthread_mutex_unlock(&c->mu);
     if (wake)
@@ -702,11 +870,7 @@ void jwks_cache_free(jwks_cache *c)
     while (e) {
         struct entry *next = e->next;
         fetch_reset(&e->f, c->multi);
-        free_waiters(e->waiters);
-        jwk_set_release(e->set);
-        free(e->issuer_url);
-        free(e->ca_pem);
-        free(e);
+        entry_free(e);
         e = next;
     }
     curl_multi_cleanup(c->multi);

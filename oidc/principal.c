@@ -1,8 +1,11 @@
 /*
  * oidc/principal.c: verified claims -> challenge, SAN and Fulcio extensions (fulcio-compat §3.4).
  *
- * One function per issuer type; principal_from_claims dispatches on ic->type. Every string put
- * into the principal is checked to be valid UTF-8 (it ends up in a DER UTF8String).
+ * This file: the dispatch on the issuer type, what every type shares (iss/sub, ext 1/8/24, the
+ * final UTF-8 check), the claim getters, the email type and the chainguard-identity challenge
+ * rule. The other types live in principal_uri.c (uri, spiffe, username, kubernetes,
+ * chainguard-identity), principal_legacy_ci.c (github-workflow, gitlab-pipeline,
+ * buildkite-job, codefresh-workflow) and ci_template.c (ci-provider).
  */
 #include "oidc/principal.h"
 
@@ -11,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#include "oidc/ci_template.h"
+#include "oidc/principal_internal.h"
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
+void pr_why(char *why, size_t whylen, const char *fmt, ...)
 {
     if (!why || !whylen)
         return;
@@ -24,8 +27,7 @@ static void set_why(char *why, size_t whylen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF, no NUL. */
-static int utf8_valid(const char *s, size_t len)
+int pr_utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
@@ -61,22 +63,89 @@ static int utf8_valid(const char *s, size_t len)
     return 1;
 }
 
-/* The claim `name` as a UTF-8 string without NUL, or NULL (absent / not a string / bad UTF-8:
- * *bad_utf8 tells the last apart). */
-static const char *claim_str(const json_t *claims, const char *name, int *bad_utf8)
+static const char *json_kind(const json_t *v)
 {
-    const json_t *v = json_object_get(claims, name);
-    *bad_utf8 = 0;
-    if (!json_is_string(v))
-        return NULL;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "object";
+    case JSON_ARRAY: return "array";
+    case JSON_STRING: return "string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "bool";
+    default: return "null";
+    }
+}
+
+void pr_type_error(const json_t *v, const char *name, const char *gotype, char *why, size_t whylen)
+{
+    pr_why(why, whylen, "json: cannot unmarshal %s into Go struct field .%s of type %s",
+           json_kind(v), name, gotype);
+}
+
+enum principal_error pr_get_string(const json_t *obj, const char *name, const char **out, char *why,
+                                   size_t whylen)
+{
+    return pr_get_string_at(obj, name, name, out, why, whylen);
+}
+
+enum principal_error pr_get_string_at(const json_t *obj, const char *key, const char *name,
+                                      const char **out, char *why, size_t whylen)
+{
+    const json_t *v = json_object_get(obj, key);
+    *out = "";
+    if (!v || json_is_null(v))
+        return PRINCIPAL_OK;
+    if (!json_is_string(v)) {
+        pr_type_error(v, name, "string", why, whylen);
+        return PRINCIPAL_TOKEN_ERROR;
+    }
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
-    if (strlen(s) != len || !utf8_valid(s, len)) {
-        *bad_utf8 = 1;
-        return NULL;
+    if (!pr_utf8_valid(s, len)) {
+        pr_why(why, whylen, "%s claim is not valid UTF-8", name);
+        return PRINCIPAL_VALIDATION_ERROR;
     }
-    return s;
+    *out = s;
+    return PRINCIPAL_OK;
 }
+
+enum principal_error pr_require(const json_t *obj, const char *name, const char **out, char *why,
+                                size_t whylen)
+{
+    enum principal_error rc = pr_get_string(obj, name, out, why, whylen);
+    if (rc == PRINCIPAL_OK && !**out) {
+        pr_why(why, whylen, "missing %s claim in ID token", name);
+        rc = PRINCIPAL_TOKEN_ERROR;
+    }
+    return rc;
+}
+
+enum principal_error pr_set(char **dst, const char *v, char *why, size_t whylen)
+{
+    if (!v)
+        return PRINCIPAL_OK;
+    free(*dst);
+    *dst = strdup(v);
+    if (!*dst) {
+        pr_why(why, whylen, "out of memory");
+        return PRINCIPAL_VALIDATION_ERROR;
+    }
+    return PRINCIPAL_OK;
+}
+
+enum principal_error pr_take(char **dst, char *v, char *why, size_t whylen)
+{
+    if (!v) {
+        pr_why(why, whylen, "out of memory");
+        return PRINCIPAL_VALIDATION_ERROR;
+    }
+    free(*dst);
+    *dst = v;
+    return PRINCIPAL_OK;
+}
+
+/* ---- email ---------------------------------------------------------------------------------- */
 
 /* local@domain: exactly one '@', both sides non-empty, no spaces or control characters. */
 static int email_syntax_ok(const char *e)
@@ -96,23 +165,23 @@ static int email_verified(const json_t *claims, char *why, size_t whylen)
 {
     const json_t *v = json_object_get(claims, "email_verified");
     if (!v) {
-        set_why(why, whylen, "email_verified claim missing");
+        pr_why(why, whylen, "email_verified claim missing");
         return 0;
     }
     if (json_is_true(v))
         return 1;
     if (json_is_false(v)) {
-        set_why(why, whylen, "email_verified is false");
+        pr_why(why, whylen, "email_verified is false");
         return 0;
     }
     const char *s = json_string_value(v);
     if (s && (strcmp(s, "true") == 0 || strcmp(s, "True") == 0))
         return 1;
     if (s && (strcmp(s, "false") == 0 || strcmp(s, "False") == 0)) {
-        set_why(why, whylen, "email_verified is false");
+        pr_why(why, whylen, "email_verified is false");
         return 0;
     }
-    set_why(why, whylen, "email_verified claim is neither a boolean nor \"true\"/\"false\"");
+    pr_why(why, whylen, "email_verified claim is neither a boolean nor \"true\"/\"false\"");
     return -1;
 }
 
@@ -144,116 +213,159 @@ static const json_t *json_path_get(const json_t *root, const char *path, int *un
     }
 }
 
-static char *dup_or_null(const char *s)
+static enum principal_error email_principal(const struct claims_ctx *c, principal *out, char *why,
+                                            size_t whylen)
 {
-    return s ? strdup(s) : NULL;
-}
-
-/* Sets ext[1], ext[8] (issuer) and ext[24] (sub, when present and not empty). */
-static enum principal_error common_exts(const json_t *claims, const char *issuer, principal *out,
-                                        char *why, size_t whylen)
-{
-    int bad = 0;
-    const char *sub = claim_str(claims, "sub", &bad);
-    if (bad) {
-        set_why(why, whylen, "sub claim is not valid UTF-8");
-        return PRINCIPAL_VALIDATION_ERROR;
-    }
-    out->ext[1] = strdup(issuer);
-    out->ext[8] = strdup(issuer);
-    if (sub && *sub)
-        out->ext[24] = strdup(sub);
-    if (!out->ext[1] || !out->ext[8] || (sub && *sub && !out->ext[24])) {
-        set_why(why, whylen, "out of memory");
-        return PRINCIPAL_VALIDATION_ERROR;
-    }
-    return PRINCIPAL_OK;
-}
-
-static enum principal_error email_principal(const issuer_config *ic, const json_t *claims,
-                                            principal *out, char *why, size_t whylen)
-{
-    int bad = 0;
-    const json_t *ev = json_object_get(claims, "email");
+    const issuer_config *ic = c->ic;
+    const json_t *ev = json_object_get(c->claims, "email");
     if (!ev) {
-        set_why(why, whylen, "email claim missing");
+        pr_why(why, whylen, "email claim missing");
         return PRINCIPAL_TOKEN_ERROR;
     }
-    const char *email = claim_str(claims, "email", &bad);
-    if (bad) {
-        set_why(why, whylen, "email claim is not valid UTF-8");
-        return PRINCIPAL_VALIDATION_ERROR;
-    }
-    if (!email) {
-        set_why(why, whylen, "email claim is not a string");
+    if (!json_is_string(ev)) {
+        pr_why(why, whylen, "email claim is not a string");
         return PRINCIPAL_TOKEN_ERROR;
     }
+    const char *email;
+    enum principal_error rc = pr_get_string(c->claims, "email", &email, why, whylen);
+    if (rc != PRINCIPAL_OK)
+        return rc;
     if (!email_syntax_ok(email)) {
-        set_why(why, whylen, "email claim is not a valid email address");
+        pr_why(why, whylen, "email claim is not a valid email address");
         return PRINCIPAL_TOKEN_ERROR;
     }
-    if (!ic->skip_email_verification && email_verified(claims, why, whylen) != 1)
+    if (!ic->skip_email_verification && email_verified(c->claims, why, whylen) != 1)
         return PRINCIPAL_TOKEN_ERROR;
 
-    const char *issuer;
+    const char *issuer = c->iss;
     if (ic->issuer_claim && *ic->issuer_claim) {
         int unsupported = 0;
-        const json_t *v = json_path_get(claims, ic->issuer_claim, &unsupported);
+        const json_t *v = json_path_get(c->claims, ic->issuer_claim, &unsupported);
         if (unsupported) {
-            set_why(why, whylen, "issuer claim path \"%s\" is not supported", ic->issuer_claim);
+            pr_why(why, whylen, "issuer claim path \"%s\" is not supported", ic->issuer_claim);
             return PRINCIPAL_TOKEN_ERROR;
         }
         if (!json_is_string(v) || json_string_length(v) == 0) {
-            set_why(why, whylen, "issuer claim \"%s\" is missing or not a string",
-                    ic->issuer_claim);
+            pr_why(why, whylen, "issuer claim \"%s\" is missing or not a string", ic->issuer_claim);
             return PRINCIPAL_TOKEN_ERROR;
         }
         issuer = json_string_value(v);
-        if (strlen(issuer) != json_string_length(v) || !utf8_valid(issuer, strlen(issuer))) {
-            set_why(why, whylen, "issuer claim \"%s\" is not valid UTF-8", ic->issuer_claim);
+        if (!pr_utf8_valid(issuer, json_string_length(v))) {
+            pr_why(why, whylen, "issuer claim \"%s\" is not valid UTF-8", ic->issuer_claim);
             return PRINCIPAL_VALIDATION_ERROR;
-        }
-    } else {
-        issuer = claim_str(claims, "iss", &bad);
-        if (bad) {
-            set_why(why, whylen, "iss claim is not valid UTF-8");
-            return PRINCIPAL_VALIDATION_ERROR;
-        }
-        if (!issuer || !*issuer) {
-            set_why(why, whylen, "iss claim missing");
-            return PRINCIPAL_TOKEN_ERROR;
         }
     }
-
-    out->name = dup_or_null(email);
     out->san_kind = SAN_EMAIL;
-    out->san_value = dup_or_null(email);
-    if (!out->name || !out->san_value) {
-        set_why(why, whylen, "out of memory");
-        return PRINCIPAL_VALIDATION_ERROR;
-    }
-    return common_exts(claims, issuer, out, why, whylen);
+    if ((rc = pr_set(&out->name, email, why, whylen)) != PRINCIPAL_OK ||
+        (rc = pr_set(&out->san_value, email, why, whylen)) != PRINCIPAL_OK ||
+        (rc = pr_set(&out->ext[1], issuer, why, whylen)) != PRINCIPAL_OK)
+        return rc;
+    return pr_set(&out->ext[8], issuer, why, whylen);
 }
 
-enum principal_error principal_from_claims(const issuer_config *ic, const json_t *claims,
-                                           principal *out, char *why, size_t whylen)
+/* ---- chainguard-identity challenge ---------------------------------------------------------- */
+
+enum principal_error principal_chainguard_challenge(const struct claims_ctx *c, principal *out,
+                                                    char *why, size_t whylen)
+{
+    const char *email;
+    enum principal_error rc = pr_get_string(c->claims, "email", &email, why, whylen);
+    if (rc != PRINCIPAL_OK)
+        return rc;
+    if (*email) {
+        const json_t *v = json_object_get(c->claims, "email_verified");
+        if (v && !json_is_null(v) && !json_is_boolean(v)) {
+            pr_type_error(v, "email_verified", "bool", why, whylen);
+            return PRINCIPAL_TOKEN_ERROR;
+        }
+        if (!json_is_true(v)) {
+            pr_why(why, whylen, "not verified by identity provider");
+            return PRINCIPAL_TOKEN_ERROR;
+        }
+        return pr_set(&out->name, email, why, whylen);
+    }
+    if (!*c->sub) {
+        pr_why(why, whylen, "no subject found in claims");
+        return PRINCIPAL_TOKEN_ERROR;
+    }
+    return pr_set(&out->name, c->sub, why, whylen);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+/* Everything that goes into the certificate must be valid UTF-8 (DER UTF8String). */
+static enum principal_error check_utf8(const principal *p, char *why, size_t whylen)
+{
+    if (p->name && !pr_utf8_valid(p->name, strlen(p->name))) {
+        pr_why(why, whylen, "the challenge is not valid UTF-8");
+        return PRINCIPAL_VALIDATION_ERROR;
+    }
+    if (p->san_value && !pr_utf8_valid(p->san_value, strlen(p->san_value))) {
+        pr_why(why, whylen, "the subject alternative name is not valid UTF-8");
+        return PRINCIPAL_VALIDATION_ERROR;
+    }
+    for (int i = 0; i <= FULCIO_EXT_MAX; i++)
+        if (p->ext[i] && !pr_utf8_valid(p->ext[i], strlen(p->ext[i]))) {
+            pr_why(why, whylen, "extension 1.3.6.1.4.1.57264.1.%d value is not valid UTF-8", i);
+            return PRINCIPAL_VALIDATION_ERROR;
+        }
+    return PRINCIPAL_OK;
+}
+
+static enum principal_error by_type(const struct claims_ctx *c, principal *out, char *why,
+                                    size_t whylen)
+{
+    switch (c->ic->type) {
+    case ISSUER_TYPE_EMAIL: return email_principal(c, out, why, whylen);
+    case ISSUER_TYPE_SPIFFE: return principal_spiffe(c, out, why, whylen);
+    case ISSUER_TYPE_GITHUB_WORKFLOW: return principal_github(c, out, why, whylen);
+    case ISSUER_TYPE_GITLAB_PIPELINE: return principal_gitlab(c, out, why, whylen);
+    case ISSUER_TYPE_BUILDKITE_JOB: return principal_buildkite(c, out, why, whylen);
+    case ISSUER_TYPE_KUBERNETES: return principal_kubernetes(c, out, why, whylen);
+    case ISSUER_TYPE_URI: return principal_uri(c, out, why, whylen);
+    case ISSUER_TYPE_USERNAME: return principal_username(c, out, why, whylen);
+    case ISSUER_TYPE_CODEFRESH_WORKFLOW: return principal_codefresh(c, out, why, whylen);
+    case ISSUER_TYPE_CHAINGUARD_IDENTITY: return principal_chainguard(c, out, why, whylen);
+    case ISSUER_TYPE_CI_PROVIDER:
+        return ci_provider_principal(c->cfg, c->ic, c->claims, c->iss, c->sub, out, why, whylen);
+    default:
+        pr_why(why, whylen, "issuer type %s is not supported",
+               c->ic->type_name && *c->ic->type_name ? c->ic->type_name : "(unknown)");
+        return PRINCIPAL_TOKEN_ERROR;
+    }
+}
+
+enum principal_error principal_from_claims(const fulcrum_config *cfg, const issuer_config *ic,
+                                           const json_t *claims, principal *out, char *why,
+                                           size_t whylen)
 {
     memset(out, 0, sizeof(*out));
     if (!ic || !json_is_object(claims)) {
-        set_why(why, whylen, "token claims are not a JSON object");
+        pr_why(why, whylen, "token claims are not a JSON object");
         return PRINCIPAL_TOKEN_ERROR;
     }
-    enum principal_error rc;
-    switch (ic->type) {
-    case ISSUER_TYPE_EMAIL:
-        rc = email_principal(ic, claims, out, why, whylen);
-        break;
-    default:
-        set_why(why, whylen, "issuer type %s is not supported yet",
-                ic->type_name && *ic->type_name ? ic->type_name : "(unknown)");
+    struct claims_ctx c = {cfg, ic, claims, NULL, NULL};
+    enum principal_error rc = pr_get_string(claims, "iss", &c.iss, why, whylen);
+    if (rc == PRINCIPAL_OK && !*c.iss) {
+        pr_why(why, whylen, "iss claim missing");
         rc = PRINCIPAL_TOKEN_ERROR;
-        break;
     }
+    if (rc == PRINCIPAL_OK)
+        rc = pr_get_string(claims, "sub", &c.sub, why, whylen);
+    if (rc == PRINCIPAL_OK)
+        rc = by_type(&c, out, why, whylen);
+    /* What every type shares: challenge = sub unless the type chose, issuer = the token's iss
+     * (never a meta-issuer pattern) unless the type chose, .24 = sub. */
+    if (rc == PRINCIPAL_OK && !out->name)
+        rc = pr_set(&out->name, c.sub, why, whylen);
+    if (rc == PRINCIPAL_OK && !out->ext[1])
+        rc = pr_set(&out->ext[1], c.iss, why, whylen);
+    if (rc == PRINCIPAL_OK && !out->ext[8])
+        rc = pr_set(&out->ext[8], out->ext[1], why, whylen);
+    if (rc == PRINCIPAL_OK && *c.sub)
+        rc = pr_set(&out->ext[24], c.sub, why, whylen);
+    if (rc == PRINCIPAL_OK)
+        rc = check_utf8(out, why, whylen);
     if (rc != PRINCIPAL_OK)
         principal_clear(out);
     return rc;

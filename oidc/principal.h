@@ -3,8 +3,8 @@
  *
  * The principal carries (i) the challenge: the bytes the proof of possession must sign,
  * (ii) the one SAN, (iii) the Fulcio extensions 1.3.6.1.4.1.57264.1.N as UTF-8 strings.
- * fulcio-compat.md §2.1, §3.4, §4.3. This issue implements the email type; the others come next
- * and fill the same struct.
+ * fulcio-compat.md §2.1, §3.4, §3.6, §4.3, §4.4. Every issuer type of §3.4 is implemented:
+ * principal.c (dispatch, email), principal_uri.c, principal_legacy_ci.c, ci_template.c.
  */
 #ifndef FULCRUM_OIDC_PRINCIPAL_H
 #define FULCRUM_OIDC_PRINCIPAL_H
@@ -35,11 +35,21 @@ enum principal_error {
 };
 
 /* Builds the principal for issuer type ic->type from `claims` (a JSON object; iss already
- * checked). Email: `email` required and syntactically valid, `email_verified` true (JSON bool or
- * "true"/"True") unless ic->skip_email_verification; issuer value = JSONPath(ic->issuer_claim)
- * if set, else iss. Every value must be valid UTF-8. */
-enum principal_error principal_from_claims(const issuer_config *ic, const json_t *claims,
-                                           principal *out, char *why, size_t whylen);
+ * checked). `cfg` supplies CIIssuerMetadata for the ci-provider type (it may be NULL for the
+ * other types). The challenge (name) is: the email for email; for chainguard-identity the
+ * email if present (email_verified must be true) else sub; sub for every other type.
+ * ext[1] = ext[8] = the token's iss (never a meta-issuer pattern; for email the
+ * JSONPath(ic->issuer_claim) value when set); ext[24] = sub when not empty.
+ * Email: `email` required and syntactically valid, `email_verified` true (JSON bool or
+ * "true"/"True") unless ic->skip_email_verification. The other types follow Fulcio's
+ * principals (fulcio-compat §3.4, §3.6). Every value must be valid UTF-8.
+ * PRINCIPAL_TOKEN_ERROR: what Fulcio refuses while reading the token (missing or mistyped
+ * claims, wrong trust domain or host, ...); PRINCIPAL_VALIDATION_ERROR: what Fulcio refuses while
+ * embedding (URL parse errors, template errors, invalid UTF-8): `why` is then the text to
+ * return to the client as is. On error *out is left cleared. */
+enum principal_error principal_from_claims(const fulcrum_config *cfg, const issuer_config *ic,
+                                           const json_t *claims, principal *out, char *why,
+                                           size_t whylen);
 
 void principal_clear(principal *p);
 

@@ -3,11 +3,13 @@
  *
  * NEVER for production: it mints a signed token for anyone who asks. It listens on loopback only.
  *
- *   main.c      command line, loopback check, listening socket, signals, ready line, port file
+ *   main.c      command line, loopback check, listening socket (TLS with --tls-cert), signals,
+ *               ready line, port file
  *   keys.c      the signing keys: generation, PEM persistence in --key-dir, JWKS text, rotation
  *   params.c    request parameters: query strings, form bodies and JSON bodies into one JSON object
  *   jwt_mint.c  interpretation of those parameters and the JWT itself (RS256, ES256, none, HS256-PEM)
- *   routes.c    the HTTP endpoints, counters, fault injection (/control) with non-blocking delays
+ *   routes.c    the HTTP endpoints, tenants (/t/<name>), counters, fault injection (/control):
+ *               non-blocking delays, statuses, JWKS padding, redirects, rotation
  *
  * Single-threaded: everything runs on one libevent loop, so no locking anywhere.
  */

@@ -2,16 +2,23 @@
  * tests/dev_issuer/main.c: fulcrum-dev-issuer, the development/test OIDC issuer.
  *
  *   fulcrum-dev-issuer [--host 127.0.0.1] [--port 0] [--port-file PATH] [--key-dir DIR]
+ *                      [--tls-cert FILE --tls-key FILE]
  *
  * NEVER for production: it mints signed tokens for anyone who asks. It refuses to listen on
- * anything but loopback. Prints "ready http://127.0.0.1:<port>" (its issuer URL) once
- * listening; exits 0 on SIGTERM or SIGINT.
+ * anything but loopback. Prints "ready http://127.0.0.1:<port>" (its issuer URL; https:// with
+ * --tls-cert) once listening; exits 0 on SIGTERM or SIGINT.
+ *
+ * TLS: every accepted connection gets a bufferevent_openssl over one SSL_CTX holding the given
+ * certificate chain (PEM, leaf first) and key, so tests can play an issuer behind a private CA.
  */
 #include "dev_issuer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +35,14 @@ struct options {
     long port;
     const char *port_file;
     const char *key_dir;
+    const char *tls_cert;
+    const char *tls_key;
 };
 
 static void usage(FILE *to)
 {
     fputs("usage: fulcrum-dev-issuer [--host 127.0.0.1] [--port 0] [--port-file PATH] "
-          "[--key-dir DIR]\n"
+          "[--key-dir DIR] [--tls-cert FILE --tls-key FILE]\n"
           "A development/test OIDC issuer that mints tokens for anyone: loopback only, never for "
           "production.\n",
           to);
@@ -45,6 +54,8 @@ static int parse_args(int argc, char **argv, struct options *o)
     o->port = 0;
     o->port_file = NULL;
     o->key_dir = NULL;
+    o->tls_cert = NULL;
+    o->tls_key = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -70,12 +81,54 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->port_file = v;
         } else if (strcmp(a, "--key-dir") == 0) {
             o->key_dir = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            o->tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            o->tls_key = v;
         } else {
             fprintf(stderr, "fulcrum-dev-issuer: unknown option %s\n", a);
             return -1;
         }
     }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "fulcrum-dev-issuer: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
     return 0;
+}
+
+/* The server's TLS context from a PEM chain and key, or NULL with the reason logged. */
+static SSL_CTX *tls_context(const char *cert, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx && SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 &&
+        SSL_CTX_check_private_key(ctx) == 1)
+        return ctx;
+    char err[256] = "out of memory";
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, err, sizeof err);
+    log_error(DEV_COMPONENT, "TLS certificate %s / key %s: %s", cert, key, err);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* evhttp's bufferevent factory: one TLS server bufferevent per accepted connection. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    SSL *ssl = SSL_new(arg);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, -1, ssl,
+                                                             BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }
 
 /* The address to bind for host, or NULL when host is not a loopback address. *v6 = 1 for ::1. */
@@ -146,6 +199,7 @@ int main(int argc, char **argv)
     struct evhttp *http = NULL;
     dev_issuer *routes = NULL;
     struct event *sigterm = NULL, *sigint = NULL;
+    SSL_CTX *tls = NULL;
     if (keys_init(&keys, o.key_dir, why, sizeof why) != 0) {
         log_error(DEV_COMPONENT, "keys: %s", why);
         return 1;
@@ -162,6 +216,11 @@ int main(int argc, char **argv)
     evhttp_set_max_body_size(http, MAX_BODY);
     evhttp_set_max_headers_size(http, 64 * 1024);
     evhttp_set_timeout(http, 60);
+    if (o.tls_cert) {
+        if (!(tls = tls_context(o.tls_cert, o.tls_key)))
+            goto out;
+        evhttp_set_bevcb(http, tls_bev, tls);
+    }
 
     struct evhttp_bound_socket *bound =
         evhttp_bind_socket_with_handle(http, bind_addr, (ev_uint16_t)o.port);
@@ -179,7 +238,8 @@ int main(int argc, char **argv)
     int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                               : ((struct sockaddr_in *)&ss)->sin_port);
     char url[128];
-    snprintf(url, sizeof url, v6 ? "http://[%s]:%d" : "http://%s:%d", bind_addr, port);
+    snprintf(url, sizeof url, v6 ? "%s://[%s]:%d" : "%s://%s:%d", tls ? "https" : "http",
+             bind_addr, port);
 
     routes = routes_new(base, http, &keys, url);
     sigterm = evsignal_new(base, SIGTERM, on_signal, base);
@@ -207,6 +267,7 @@ out:
         evhttp_free(http);
     if (base)
         event_base_free(base);
+    SSL_CTX_free(tls);
     keys_free(&keys);
     libevent_global_shutdown();
     return rc;

@@ -4,8 +4,11 @@
  *   GET  /.well-known/openid-configuration   discovery document
  *   GET  /jwks                               the published keys
  *   GET  /token?...  POST /token             a freshly minted JWT (text/plain, no newline)
- *   GET  /stats                              request counters
- *   GET  /control    POST /control           fault injection: delays, statuses, key rotation
+ *   GET  /t/<name>/...                       the three above for tenant <name>: its own issuer
+ *                                            URL <base>/t/<name>, the same keys
+ *   GET  /stats                              request counters, in total and per tenant
+ *   GET  /control    POST /control           fault injection: delays, statuses, padding,
+ *                                            redirects, key rotation
  *
  * An injected delay parks the request on a libevent timer, so other requests keep being served.
  */
@@ -20,8 +23,22 @@
 #include "common/log.h"
 
 #define MAX_DELAY_MS 600000L
+#define MAX_PAD_BYTES (64L * 1024 * 1024)
+#define MAX_TENANTS 1000
+#define MAX_TENANT_NAME 64
+#define MAX_REDIRECT_URL 2048
 
 enum doc { DOC_DISCOVERY, DOC_JWKS };
+
+/* One issuer served here: the root (<base>) or a tenant (<base>/t/<name>). */
+struct scope {
+    struct scope *next;      /* tenants list */
+    char name[MAX_TENANT_NAME + 1]; /* "" for the root */
+    char *issuer_url;
+    char *discovery;         /* the discovery document (constant) */
+    size_t discovery_len;
+    unsigned long long discovery_fetches, jwks_fetches, tokens_minted;
+};
 
 /* A response held back by an injected delay. */
 struct pending {
@@ -37,12 +54,14 @@ struct pending {
 struct dev_issuer {
     struct event_base *base;
     dev_keys *keys;
-    char *issuer_url;
-    char *discovery; /* the discovery document (constant) */
-    size_t discovery_len;
-    unsigned long long discovery_fetches, jwks_fetches, tokens_minted;
+    struct scope root;
+    struct scope *tenants; /* in order of first use */
+    struct scope **tenants_tail;
+    size_t n_tenants;
     long delay_ms[2]; /* by enum doc */
     int status[2];
+    char *redirect[2]; /* by enum doc: answer 302 to this URL (NULL = off) */
+    long pad_bytes;    /* JWKS answers padded with spaces up to this size (0 = off) */
     struct pending *pending;
 };
 
@@ -50,6 +69,7 @@ static const char *reason(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -150,13 +170,35 @@ static void reply_doc(dev_issuer *d, struct evhttp_request *req, int status, con
     d->pending = p;
 }
 
-/* Discovery or JWKS, with whatever /control injected. */
-static void serve_doc(dev_issuer *d, struct evhttp_request *req, enum doc which)
+/* ---- discovery, JWKS --------------------------------------------------------------------- */
+
+/* The JWKS text padded with spaces before its closing brace to exactly `size` bytes (still the
+ * same JSON). NULL when out of memory. */
+static char *padded_jwks(const dev_keys *k, size_t size)
+{
+    char *out = malloc(size);
+    if (!out)
+        return NULL;
+    memcpy(out, k->jwks, k->jwks_len - 1); /* all but the final '}' */
+    memset(out + k->jwks_len - 1, ' ', size - k->jwks_len);
+    out[size - 1] = '}';
+    return out;
+}
+
+/* Discovery or JWKS, with whatever /control injected. A request with a query string is never
+ * redirected, so "<same URL>?x" is a same-host redirect target that answers. */
+static void serve_doc(dev_issuer *d, struct scope *s, struct evhttp_request *req, enum doc which)
 {
     if (which == DOC_DISCOVERY)
-        d->discovery_fetches++;
+        s->discovery_fetches++;
     else
-        d->jwks_fetches++;
+        s->jwks_fetches++;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (d->redirect[which] && !query) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Location", d->redirect[which]);
+        reply_text(req, 302, "redirected by /control\n");
+        return;
+    }
     int status = d->status[which];
     if (status != 200) {
         char body[96];
@@ -164,7 +206,15 @@ static void serve_doc(dev_issuer *d, struct evhttp_request *req, enum doc which)
                          status);
         reply_doc(d, req, status, body, (size_t)n, d->delay_ms[which]);
     } else if (which == DOC_DISCOVERY) {
-        reply_doc(d, req, 200, d->discovery, d->discovery_len, d->delay_ms[which]);
+        reply_doc(d, req, 200, s->discovery, s->discovery_len, d->delay_ms[which]);
+    } else if (d->pad_bytes > 0 && (size_t)d->pad_bytes > d->keys->jwks_len) {
+        char *body = padded_jwks(d->keys, (size_t)d->pad_bytes);
+        if (!body) {
+            reply_text(req, 500, "out of memory\n");
+            return;
+        }
+        reply_doc(d, req, 200, body, (size_t)d->pad_bytes, d->delay_ms[which]);
+        free(body);
     } else {
         reply_doc(d, req, 200, d->keys->jwks, d->keys->jwks_len, d->delay_ms[which]);
     }
@@ -172,7 +222,7 @@ static void serve_doc(dev_issuer *d, struct evhttp_request *req, enum doc which)
 
 /* ---- /token ------------------------------------------------------------------------------ */
 
-static void serve_token(dev_issuer *d, struct evhttp_request *req)
+static void serve_token(dev_issuer *d, struct scope *s, struct evhttp_request *req)
 {
     char why[256] = "";
     json_t *params = params_from_request(req, why, sizeof why);
@@ -183,7 +233,7 @@ static void serve_token(dev_issuer *d, struct evhttp_request *req)
         return;
     }
     int bad_request = 0;
-    char *token = jwt_mint(d->keys, d->issuer_url, params, &bad_request, why, sizeof why);
+    char *token = jwt_mint(d->keys, s->issuer_url, params, &bad_request, why, sizeof why);
     json_decref(params);
     if (!token) {
         char msg[300];
@@ -193,34 +243,60 @@ static void serve_token(dev_issuer *d, struct evhttp_request *req)
         reply_text(req, bad_request ? 400 : 500, msg);
         return;
     }
-    d->tokens_minted++;
+    s->tokens_minted++;
     reply(req, 200, "text/plain; charset=utf-8", token, strlen(token));
     free(token);
 }
 
 /* ---- /stats, /control -------------------------------------------------------------------- */
 
+static json_t *scope_stats(const struct scope *s)
+{
+    return json_pack("{s:I,s:I,s:I}", "discovery_fetches", (json_int_t)s->discovery_fetches,
+                     "jwks_fetches", (json_int_t)s->jwks_fetches, "tokens_minted",
+                     (json_int_t)s->tokens_minted);
+}
+
+/* Totals over the root and every tenant, plus "tenants": {name: counters}. */
 static void serve_stats(dev_issuer *d, struct evhttp_request *req)
 {
-    reply_json(req, 200,
-               json_pack("{s:I,s:I,s:I}", "discovery_fetches", (json_int_t)d->discovery_fetches,
-                         "jwks_fetches", (json_int_t)d->jwks_fetches, "tokens_minted",
-                         (json_int_t)d->tokens_minted));
+    struct scope total = d->root;
+    json_t *tenants = json_object();
+    for (const struct scope *t = d->tenants; t; t = t->next) {
+        total.discovery_fetches += t->discovery_fetches;
+        total.jwks_fetches += t->jwks_fetches;
+        total.tokens_minted += t->tokens_minted;
+        json_object_set_new(tenants, t->name, scope_stats(t));
+    }
+    json_t *doc = scope_stats(&total);
+    if (doc)
+        json_object_set_new(doc, "tenants", tenants);
+    else
+        json_decref(tenants);
+    reply_json(req, 200, doc);
 }
 
 static json_t *control_state(const dev_issuer *d)
 {
-    return json_pack("{s:I,s:I,s:i,s:i,s:[s,s]}", "jwks_delay_ms",
+    return json_pack("{s:I,s:I,s:i,s:i,s:I,s:s,s:s,s:[s,s]}", "jwks_delay_ms",
                      (json_int_t)d->delay_ms[DOC_JWKS], "discovery_delay_ms",
                      (json_int_t)d->delay_ms[DOC_DISCOVERY], "jwks_status", d->status[DOC_JWKS],
-                     "discovery_status", d->status[DOC_DISCOVERY], "kids", d->keys->rsa.kid,
-                     d->keys->ec.kid);
+                     "discovery_status", d->status[DOC_DISCOVERY], "jwks_pad_bytes",
+                     (json_int_t)d->pad_bytes, "jwks_redirect",
+                     d->redirect[DOC_JWKS] ? d->redirect[DOC_JWKS] : "", "discovery_redirect",
+                     d->redirect[DOC_DISCOVERY] ? d->redirect[DOC_DISCOVERY] : "", "kids",
+                     d->keys->rsa.kid, d->keys->ec.kid);
 }
 
 static void control_reset(dev_issuer *d)
 {
     d->delay_ms[DOC_DISCOVERY] = d->delay_ms[DOC_JWKS] = 0;
     d->status[DOC_DISCOVERY] = d->status[DOC_JWKS] = 200;
+    d->pad_bytes = 0;
+    for (int i = 0; i < 2; i++) {
+        free(d->redirect[i]);
+        d->redirect[i] = NULL;
+    }
 }
 
 /* Reads an integer member in [lo, hi] into *out (unchanged when absent). */
@@ -252,14 +328,41 @@ static int control_bool(json_t *doc, const char *name, int *out, char *why, size
     return 0;
 }
 
+/* A redirect target: absent = unchanged (*set 0); "" or null = off; else an http(s) URL without
+ * control characters (it goes into a Location header). */
+static int control_url(json_t *doc, const char *name, int *set, const char **out, char *why,
+                       size_t whylen)
+{
+    json_t *v = json_object_get(doc, name);
+    *set = v != NULL;
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    const char *s = json_string_value(v);
+    int ok = s != NULL && strlen(s) <= MAX_REDIRECT_URL;
+    if (ok && *s) {
+        ok = strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+        for (const char *p = s; ok && *p; p++)
+            ok = (unsigned char)*p > 0x20 && *p != 0x7f;
+    }
+    if (!ok) {
+        snprintf(why, whylen, "%s must be \"\", null or an http(s) URL without spaces", name);
+        return -1;
+    }
+    *out = *s ? s : NULL;
+    return 0;
+}
+
 static void serve_control(dev_issuer *d, struct evhttp_request *req)
 {
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         reply_json(req, 200, control_state(d));
         return;
     }
-    static const char *const known[] = {"jwks_delay_ms", "discovery_delay_ms", "jwks_status",
-                                        "discovery_status", "rotate", "reset", NULL};
+    static const char *const known[] = {
+        "jwks_delay_ms",  "discovery_delay_ms", "jwks_status",        "discovery_status",
+        "jwks_pad_bytes", "jwks_redirect",      "discovery_redirect", "rotate",
+        "reset",          NULL};
     char why[200] = "";
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -283,10 +386,14 @@ static void serve_control(dev_issuer *d, struct evhttp_request *req)
         }
     }
     long delays[2] = {d->delay_ms[0], d->delay_ms[1]}, statuses[2] = {d->status[0], d->status[1]};
-    int reset = 0, rotate = 0;
+    long pad = d->pad_bytes;
+    int reset = 0, rotate = 0, redir_set[2] = {0, 0};
+    const char *redir[2] = {NULL, NULL};
     if (!why[0] && control_bool(doc, "reset", &reset, why, sizeof why) == 0 && reset) {
         delays[DOC_DISCOVERY] = delays[DOC_JWKS] = 0;
         statuses[DOC_DISCOVERY] = statuses[DOC_JWKS] = 200;
+        pad = 0;
+        redir_set[DOC_DISCOVERY] = redir_set[DOC_JWKS] = 1;
     }
     if (!why[0] &&
         (control_int(doc, "jwks_delay_ms", 0, MAX_DELAY_MS, &delays[DOC_JWKS], why, sizeof why) ||
@@ -295,80 +402,60 @@ static void serve_control(dev_issuer *d, struct evhttp_request *req)
          control_int(doc, "jwks_status", 200, 599, &statuses[DOC_JWKS], why, sizeof why) ||
          control_int(doc, "discovery_status", 200, 599, &statuses[DOC_DISCOVERY], why,
                      sizeof why) ||
+         control_int(doc, "jwks_pad_bytes", 0, MAX_PAD_BYTES, &pad, why, sizeof why) ||
          control_bool(doc, "rotate", &rotate, why, sizeof why))) {
         /* why says what */
     }
-    json_decref(doc);
+    int set = 0;
+    if (!why[0] && control_url(doc, "jwks_redirect", &set, &redir[DOC_JWKS], why, sizeof why) == 0)
+        redir_set[DOC_JWKS] |= set;
+    if (!why[0] && control_url(doc, "discovery_redirect", &set, &redir[DOC_DISCOVERY], why,
+                               sizeof why) == 0)
+        redir_set[DOC_DISCOVERY] |= set;
+    char *redir_copy[2] = {NULL, NULL};
+    for (int i = 0; i < 2 && !why[0]; i++)
+        if (redir[i] && !(redir_copy[i] = strdup(redir[i])))
+            snprintf(why, sizeof why, "out of memory");
+    json_decref(doc); /* redir[] pointed into doc: only the copies are used below */
     if (!why[0] && rotate && keys_rotate(d->keys, why, sizeof why) != 0) {
         char msg[260];
         snprintf(msg, sizeof msg, "%s\n", why);
+        free(redir_copy[0]);
+        free(redir_copy[1]);
         reply_text(req, 500, msg);
         return;
     }
     if (why[0]) {
         char msg[260];
         snprintf(msg, sizeof msg, "%s\n", why);
+        free(redir_copy[0]);
+        free(redir_copy[1]);
         reply_text(req, 400, msg);
         return;
     }
     for (int i = 0; i < 2; i++) {
         d->delay_ms[i] = delays[i];
         d->status[i] = (int)statuses[i];
+        if (redir_set[i]) {
+            free(d->redirect[i]);
+            d->redirect[i] = redir_copy[i];
+        } else {
+            free(redir_copy[i]);
+        }
     }
+    d->pad_bytes = pad;
     log_info(DEV_COMPONENT,
-             "control: discovery status %d delay %ld ms, jwks status %d delay %ld ms%s",
-             d->status[DOC_DISCOVERY], d->delay_ms[DOC_DISCOVERY], d->status[DOC_JWKS],
-             d->delay_ms[DOC_JWKS], rotate ? ", keys rotated" : "");
+             "control: discovery status %d delay %ld ms redirect %s, jwks status %d delay %ld ms "
+             "redirect %s pad %ld bytes%s",
+             d->status[DOC_DISCOVERY], d->delay_ms[DOC_DISCOVERY],
+             d->redirect[DOC_DISCOVERY] ? d->redirect[DOC_DISCOVERY] : "off",
+             d->status[DOC_JWKS], d->delay_ms[DOC_JWKS],
+             d->redirect[DOC_JWKS] ? d->redirect[DOC_JWKS] : "off", d->pad_bytes,
+             rotate ? ", keys rotated" : "");
     reply_json(req, 200, control_state(d));
 }
 
-/* ---- dispatch ---------------------------------------------------------------------------- */
-
-static void method_not_allowed(struct evhttp_request *req, const char *allow)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    reply_text(req, 405, "method not allowed\n");
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    dev_issuer *d = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, post = cmd == EVHTTP_REQ_POST;
-    if (!path)
-        path = "";
-
-    if (strcmp(path, "/.well-known/openid-configuration") == 0) {
-        if (get)
-            serve_doc(d, req, DOC_DISCOVERY);
-        else
-            method_not_allowed(req, "GET, HEAD");
-    } else if (strcmp(path, "/jwks") == 0) {
-        if (get)
-            serve_doc(d, req, DOC_JWKS);
-        else
-            method_not_allowed(req, "GET, HEAD");
-    } else if (strcmp(path, "/token") == 0) {
-        if (get || post)
-            serve_token(d, req);
-        else
-            method_not_allowed(req, "GET, POST");
-    } else if (strcmp(path, "/stats") == 0) {
-        if (get)
-            serve_stats(d, req);
-        else
-            method_not_allowed(req, "GET, HEAD");
-    } else if (strcmp(path, "/control") == 0) {
-        if (get || post)
-            serve_control(d, req);
-        else
-            method_not_allowed(req, "GET, POST");
-    } else {
-        reply_text(req, 404, "not found: the dev issuer serves /.well-known/openid-configuration, "
-                             "/jwks, /token, /stats and /control\n");
-    }
-}
+/* ---- scopes ------------------------------------------------------------------------------ */
 
 static char *build_discovery(const char *issuer_url, size_t *len)
 {
@@ -388,6 +475,139 @@ static char *build_discovery(const char *issuer_url, size_t *len)
     return text;
 }
 
+static int scope_init(struct scope *s, const char *issuer_url)
+{
+    s->issuer_url = strdup(issuer_url);
+    s->discovery = s->issuer_url ? build_discovery(issuer_url, &s->discovery_len) : NULL;
+    return s->discovery ? 0 : -1;
+}
+
+static void scope_clear(struct scope *s)
+{
+    free(s->issuer_url);
+    free(s->discovery);
+}
+
+/* 1 when name (n bytes) is a tenant name: [-_a-zA-Z0-9]{1,64}, what a meta-issuer '*' matches. */
+static int tenant_name_ok(const char *name, size_t n)
+{
+    if (n == 0 || n > MAX_TENANT_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The tenant called name (n bytes), made on first use. NULL when there are too many or out of
+ * memory. */
+static struct scope *tenant_get(dev_issuer *d, const char *name, size_t n)
+{
+    for (struct scope *t = d->tenants; t; t = t->next)
+        if (strlen(t->name) == n && memcmp(t->name, name, n) == 0)
+            return t;
+    if (d->n_tenants >= MAX_TENANTS)
+        return NULL;
+    struct scope *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    memcpy(t->name, name, n);
+    char url[600];
+    snprintf(url, sizeof url, "%s/t/%s", d->root.issuer_url, t->name);
+    if (scope_init(t, url) != 0) {
+        scope_clear(t);
+        free(t);
+        return NULL;
+    }
+    *d->tenants_tail = t;
+    d->tenants_tail = &t->next;
+    d->n_tenants++;
+    return t;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static void method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    reply_text(req, 405, "method not allowed\n");
+}
+
+/* The issuer endpoints of scope s; `rest` is the path below the scope. Returns 0 when rest
+ * named one of them. */
+static int serve_issuer_path(dev_issuer *d, struct scope *s, struct evhttp_request *req,
+                             const char *rest, int get, int post)
+{
+    if (strcmp(rest, "/.well-known/openid-configuration") == 0) {
+        if (get)
+            serve_doc(d, s, req, DOC_DISCOVERY);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (strcmp(rest, "/jwks") == 0) {
+        if (get)
+            serve_doc(d, s, req, DOC_JWKS);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (strcmp(rest, "/token") == 0) {
+        if (get || post)
+            serve_token(d, s, req);
+        else
+            method_not_allowed(req, "GET, POST");
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    dev_issuer *d = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD, post = cmd == EVHTTP_REQ_POST;
+    if (!path)
+        path = "";
+
+    if (strncmp(path, "/t/", 3) == 0) {
+        const char *name = path + 3;
+        size_t n = strcspn(name, "/");
+        const char *rest = name + n;
+        int known = strcmp(rest, "/.well-known/openid-configuration") == 0 ||
+                    strcmp(rest, "/jwks") == 0 || strcmp(rest, "/token") == 0;
+        if (!tenant_name_ok(name, n) || !known) {
+            reply_text(req, 404, "not found: a tenant is /t/<[-_a-zA-Z0-9]{1,64}> with "
+                                 "/.well-known/openid-configuration, /jwks and /token\n");
+            return;
+        }
+        struct scope *t = tenant_get(d, name, n);
+        if (!t) {
+            reply_text(req, 503, "too many tenants\n");
+            return;
+        }
+        serve_issuer_path(d, t, req, rest, get, post);
+        return;
+    }
+    if (serve_issuer_path(d, &d->root, req, path, get, post) == 0)
+        return;
+    if (strcmp(path, "/stats") == 0) {
+        if (get)
+            serve_stats(d, req);
+        else
+            method_not_allowed(req, "GET, HEAD");
+    } else if (strcmp(path, "/control") == 0) {
+        if (get || post)
+            serve_control(d, req);
+        else
+            method_not_allowed(req, "GET, POST");
+    } else {
+        reply_text(req, 404, "not found: the dev issuer serves /.well-known/openid-configuration, "
+                             "/jwks, /token, /t/<tenant>/..., /stats and /control\n");
+    }
+}
+
 dev_issuer *routes_new(struct event_base *base, struct evhttp *http, dev_keys *keys,
                        const char *issuer_url)
 {
@@ -396,9 +616,8 @@ dev_issuer *routes_new(struct event_base *base, struct evhttp *http, dev_keys *k
         return NULL;
     d->base = base;
     d->keys = keys;
-    d->issuer_url = strdup(issuer_url);
-    d->discovery = build_discovery(issuer_url, &d->discovery_len);
-    if (!d->issuer_url || !d->discovery) {
+    d->tenants_tail = &d->tenants;
+    if (scope_init(&d->root, issuer_url) != 0) {
         routes_free(d);
         return NULL;
     }
@@ -413,7 +632,13 @@ void routes_free(dev_issuer *d)
         return;
     while (d->pending) /* answer what an injected delay still holds */
         pending_finish(d->pending);
-    free(d->issuer_url);
-    free(d->discovery);
+    while (d->tenants) {
+        struct scope *t = d->tenants;
+        d->tenants = t->next;
+        scope_clear(t);
+        free(t);
+    }
+    scope_clear(&d->root);
+    control_reset(d);
     free(d);
 }

@@ -4,8 +4,10 @@
 # Starts it on 127.0.0.1 port 0 with a key dir, mints RS256 and ES256 tokens (and every kind of
 # deliberately bad one), verifies them independently (node:crypto against the published JWKS via
 # jwt_check.mjs, and `openssl dgst -verify` against the stored RSA key), checks discovery, JWKS,
-# /stats and /control (non-blocking delay, injected statuses, rotation, reset), a restart with the
-# same key dir, the loopback-only refusal, and exit status 0 on SIGTERM.
+# /stats and /control (non-blocking delay, injected statuses, JWKS padding, redirects, rotation,
+# reset), tenants under /t/<name> (own issuer URL, per-tenant counters), TLS with a private CA
+# made here by openssl, a restart with the same key dir, the loopback-only refusal, and exit
+# status 0 on SIGTERM.
 #
 # BIN defaults to $FULCRUM_DEV_ISSUER_BIN, then build/fulcrum-dev-issuer. Needs curl, node, openssl.
 # Last line: "N passed, N failed"; exit status 0 only if nothing failed.
@@ -49,7 +51,7 @@ start() { # start NAME ARGS...: sets pid and url
   "$bin" "$@" >"$work/$name.stdout" 2>"$work/$name.stderr" </dev/null &
   pid=$!
   for ((i = 0; i < 200; i++)); do
-    grep -q '^ready http://127\.0\.0\.1:[0-9]*$' "$work/$name.stdout" 2>/dev/null && break
+    grep -q '^ready https\{0,1\}://127\.0\.0\.1:[0-9]*$' "$work/$name.stdout" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || { echo "smoke: $name exited before it was ready" >&2; return 1; }
     sleep 0.05
   done
@@ -206,6 +208,77 @@ printf '%s' "$rotated" >"$work/jwks.json"
 v=$(info "$(mint 'alg=ES256')")
 check "after rotation, new JWKS verifies a new token" eq "$(js "$v" 'd.header.kid + "/" + d.sig')" "dev-ec-2/valid"
 printf '%s' "$jwks" >"$work/jwks.json"
+
+# ---- padding, redirects ---------------------------------------------------------------------
+curl -fsS -o /dev/null -d '{"jwks_pad_bytes":200000}' "$url/control"
+curl -fsS "$url/jwks" >"$work/padded.json"
+check "jwks_pad_bytes: the JWKS is exactly that big" eq "$(wc -c <"$work/padded.json")" 200000
+check "jwks_pad_bytes: still the same JSON" eq "$(node -p 'JSON.stringify(JSON.parse(require("fs").readFileSync(process.argv[1])))' "$work/padded.json")" "$(js "$rotated" 'JSON.stringify(d)')"
+check "control rejects a bad pad" eq "$(code -d '{"jwks_pad_bytes":-1}' "$url/control")" 400
+state=$(curl -fsS -d '{"jwks_pad_bytes":0,"jwks_redirect":"http://localhost:1/jwks","discovery_redirect":"http://localhost:1/d"}' "$url/control")
+check "control state shows the redirects" eq "$(js "$state" 'd.jwks_redirect + " " + d.discovery_redirect')" "http://localhost:1/jwks http://localhost:1/d"
+check "jwks_redirect: 302 with Location" eq "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$url/jwks")" "302 http://localhost:1/jwks"
+check "discovery_redirect: 302 with Location" eq "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$url/.well-known/openid-configuration")" "302 http://localhost:1/d"
+check "a request with a query string is never redirected" eq "$(code "$url/jwks?x")" 200
+check "control rejects a redirect that is not a URL" eq "$(code -d '{"jwks_redirect":"ftp://x"}' "$url/control")" 400
+check "control rejects a redirect with a space" eq "$(code -d '{"jwks_redirect":"http://x/ y"}' "$url/control")" 400
+state=$(curl -fsS -d '{"jwks_redirect":""}' "$url/control")
+check "\"\" clears one redirect" eq "$(js "$state" 'd.jwks_redirect + "|" + d.discovery_redirect')" "|http://localhost:1/d"
+state=$(curl -fsS -d '{"jwks_pad_bytes":5000,"reset":true}' "$url/control")
+check "reset clears redirects (a pad in the same request still applies)" eq "$(js "$state" 'd.discovery_redirect + "|" + d.jwks_pad_bytes')" "|5000"
+curl -fsS -o /dev/null -d '{"reset":true}' "$url/control"
+check "reset clears the pad" eq "$(curl -fsS "$url/jwks")" "$rotated"
+
+# ---- tenants --------------------------------------------------------------------------------
+before=$(curl -fsS "$url/stats")
+disc=$(curl -fsS "$url/t/acme-1_x/.well-known/openid-configuration")
+check "tenant discovery issuer" eq "$(js "$disc" 'd.issuer + " " + d.jwks_uri + " " + d.token_endpoint')" \
+  "$url/t/acme-1_x $url/t/acme-1_x/jwks $url/t/acme-1_x/token"
+check "tenant JWKS = the same keys" eq "$(curl -fsS "$url/t/acme-1_x/jwks")" "$rotated"
+printf '%s' "$rotated" >"$work/jwks.json"
+v=$(info "$(curl -fsS "$url/t/acme-1_x/token?alg=ES256")")
+check "tenant token: iss is the tenant, signature good" eq "$(js "$v" 'd.payload.iss + " " + d.sig')" "$url/t/acme-1_x valid"
+printf '%s' "$jwks" >"$work/jwks.json"
+curl -fsS -o /dev/null "$url/t/other/jwks"
+stats=$(curl -fsS "$url/stats")
+check "stats per tenant" eq "$(js "$stats" 'JSON.stringify(d.tenants)')" \
+  '{"acme-1_x":{"discovery_fetches":1,"jwks_fetches":1,"tokens_minted":1},"other":{"discovery_fetches":0,"jwks_fetches":1,"tokens_minted":0}}'
+check "stats totals include the tenants" eq "$(js "$stats" '[d.discovery_fetches, d.jwks_fetches, d.tokens_minted].join()' )" \
+  "$(js "$before" '[d.discovery_fetches + 1, d.jwks_fetches + 2, d.tokens_minted + 1].join()')"
+for bad in /t/ /t/a.b/jwks /t/a/b/jwks /t/acme/stats "/t/$(head -c 65 /dev/zero | tr '\0' a)/jwks"; do
+  check "tenant path $bad -> 404" eq "$(code "$url$bad")" 404
+done
+
+# ---- TLS ------------------------------------------------------------------------------------
+tls=$work/tls
+mkdir "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+  -subj /CN=smoke-ca -days 1 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tls/srv.key" -out "$tls/srv.csr" \
+  -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
+openssl x509 -req -in "$tls/srv.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 1 \
+  -extfile "$tls/ext" -out "$tls/srv.pem" 2>/dev/null
+plain_pid=$pid plain_url=$url
+start tls --port 0 --key-dir "$work/keys" --tls-cert "$tls/srv.pem" --tls-key "$tls/srv.key"
+check "TLS: ready line is https" eq "${url%%:*}" https
+disc=$(curl -fsS --cacert "$tls/ca.pem" "$url/t/x/.well-known/openid-configuration")
+check "TLS: discovery over https with the private CA" eq "$(js "$disc" 'd.issuer + " " + d.jwks_uri')" "$url/t/x $url/t/x/jwks"
+check "TLS: same keys from the key dir" eq "$(curl -fsS --cacert "$tls/ca.pem" "$url/jwks")" "$jwks"
+v=$(info "$(curl -fsS --cacert "$tls/ca.pem" "$url/token")")
+check "TLS: token iss is the https URL" eq "$(js "$v" 'd.payload.iss + " " + d.sig')" "$url valid"
+status=0
+curl -sS -o /dev/null "$url/jwks" 2>"$work/notrust.err" || status=$?
+check "TLS: without the CA the handshake fails (curl 60)" eq "$status" 60
+check "TLS: plain http to the TLS port fails" eq "$(code "http://${url#https://}/jwks")" 000
+status=0
+stop || status=$?
+check "TLS: exit status 0 on SIGTERM" eq "$status" 0
+pid=$plain_pid url=$plain_url
+"$bin" --port 0 --tls-cert "$tls/srv.pem" >"$work/half.stdout" 2>"$work/half.err" </dev/null && status=0 || status=$?
+check "--tls-cert without --tls-key is refused" eq "$status/$(cat "$work/half.stdout")" "2/"
+"$bin" --port 0 --tls-cert "$tls/ca.pem" --tls-key "$tls/srv.key" >"$work/mismatch.stdout" 2>"$work/mismatch.err" </dev/null && status=0 || status=$?
+check "a certificate that does not match the key is refused" eq "$status/$(cat "$work/mismatch.stdout")" "1/"
 
 # ---- stop, restart with the same keys, no key dir, loopback only ----------------------------
 status=0

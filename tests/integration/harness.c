@@ -3,17 +3,20 @@
  */
 #include "integration/harness.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -425,20 +428,31 @@ static int read_ready_line(const h_proc *p, int *port)
 
 int h_issuer_start(h_issuer *iss)
 {
+    return h_issuer_start_named(iss, "issuer");
+}
+
+int h_issuer_start_named(h_issuer *iss, const char *name)
+{
     memset(iss, 0, sizeof *iss);
     const char *bin = h_env("FULCRUM_DEV_ISSUER_BIN");
     if (!bin)
         return -1;
+    if (!name || !*name || strlen(name) > 31 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                             "0123456789-") != strlen(name)) {
+        harness_err("h_issuer_start_named: bad name \"%s\"", name ? name : "(null)");
+        return -1;
+    }
     char port_file[4200], key_dir[4200];
-    snprintf(port_file, sizeof port_file, "%s/issuer.port", g_tmpdir);
-    snprintf(key_dir, sizeof key_dir, "%s/issuer-keys", g_tmpdir);
+    snprintf(port_file, sizeof port_file, "%s/%s.port", g_tmpdir, name);
+    snprintf(key_dir, sizeof key_dir, "%s/%s-keys", g_tmpdir, name);
     if (mkdir(key_dir, 0700) != 0 && errno != EEXIST) {
         harness_err("mkdir %s: %s", key_dir, strerror(errno));
         return -1;
     }
     char *argv[] = {(char *)bin,   "--host",   "127.0.0.1", "--port", "0", "--port-file",
                     port_file,     "--key-dir", key_dir,     NULL};
-    if (spawn(&iss->proc, "issuer", argv) != 0)
+    if (spawn(&iss->proc, name, argv) != 0)
         return -1;
     long deadline = now_ms() + H_START_DEADLINE_MS;
     while (!read_ready_line(&iss->proc, &iss->port)) {
@@ -459,6 +473,106 @@ int h_issuer_start(h_issuer *iss)
     return 0;
 }
 
+/* Looks for "ready http[s]://127.0.0.1:<port>" in the child's stdout file; fills url. */
+static int read_ready_url(const h_proc *p, char *url, size_t urllen, int *port)
+{
+    char *text = h_read_file(p->stdout_path, NULL);
+    if (!text)
+        return 0;
+    int found = 0;
+    const char *line = strstr(text, "ready http");
+    if (line && strchr(line, '\n')) {
+        const char *u = line + strlen("ready ");
+        const char *host = strstr(u, "://127.0.0.1:");
+        size_t n = strcspn(u, "\n");
+        if (host && host < u + n && n < urllen) {
+            long v = strtol(host + strlen("://127.0.0.1:"), NULL, 10);
+            if (v > 0 && v < 65536) {
+                *port = (int)v;
+                memcpy(url, u, n);
+                url[n] = 0;
+                found = 1;
+            }
+        }
+    }
+    free(text);
+    return found;
+}
+
+int h_issuer_start_opts(h_issuer *iss, const h_issuer_opts *o)
+{
+    memset(iss, 0, sizeof *iss);
+    const char *bin = h_env("FULCRUM_DEV_ISSUER_BIN");
+    if (!bin)
+        return -1;
+    const char *name = o && o->name ? o->name : "issuer";
+    char port_file[4200], key_dir[4200], port[16];
+    snprintf(port_file, sizeof port_file, "%s/%s.port", g_tmpdir, name);
+    if (o && o->key_dir)
+        snprintf(key_dir, sizeof key_dir, "%s", o->key_dir);
+    else
+        snprintf(key_dir, sizeof key_dir, "%s/%s-keys", g_tmpdir, name);
+    snprintf(port, sizeof port, "%d", o ? o->port : 0);
+    if (mkdir(key_dir, 0700) != 0 && errno != EEXIST) {
+        harness_err("mkdir %s: %s", key_dir, strerror(errno));
+        return -1;
+    }
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)bin;
+    argv[n++] = "--host";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    argv[n++] = "--key-dir";
+    argv[n++] = key_dir;
+    if (o && o->tls_cert) {
+        argv[n++] = "--tls-cert";
+        argv[n++] = (char *)o->tls_cert;
+        argv[n++] = "--tls-key";
+        argv[n++] = (char *)(o->tls_key ? o->tls_key : "");
+    }
+    argv[n] = NULL;
+    if (spawn(&iss->proc, name, argv) != 0)
+        return -1;
+    long deadline = now_ms() + H_START_DEADLINE_MS;
+    while (!read_ready_url(&iss->proc, iss->url, sizeof iss->url, &iss->port)) {
+        if (!h_proc_alive(&iss->proc)) {
+            harness_err("dev issuer %s exited before it was ready (status %d)", name,
+                        exit_code_of(iss->proc.wait_status));
+            h_dump_logs();
+            return -1;
+        }
+        if (now_ms() > deadline) {
+            harness_err("dev issuer %s not ready after %d ms", name, H_START_DEADLINE_MS);
+            h_dump_logs();
+            return -1;
+        }
+        sleep_ms(H_POLL_MS);
+    }
+    return 0;
+}
+
+int h_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    close(fd);
+    return port;
+}
+
 static char *token_from(h_response *r, int rc, const char *what)
 {
     char *tok = NULL;
@@ -473,6 +587,20 @@ static char *token_from(h_response *r, int rc, const char *what)
     }
     h_response_free(r);
     return tok;
+}
+
+json_t *h_issuer_stats(const h_issuer *iss)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/stats", iss->url);
+    h_response r;
+    json_t *j = NULL;
+    if (h_get(url, &r) != 0 || r.status != 200)
+        harness_err("dev issuer GET /stats: status %ld %s", r.status, r.curl_error);
+    else
+        j = h_json(&r);
+    h_response_free(&r);
+    return j;
 }
 
 char *h_issuer_token(const h_issuer *iss, const char *query)
@@ -524,7 +652,10 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
 
     char config[1024];
     const char *config_text = opts->config_json;
-    if (!config_text) {
+    if (opts->config_path) {
+        snprintf(srv->config_path, sizeof srv->config_path, "%s", opts->config_path);
+        config_text = NULL;
+    } else if (!config_text) {
         if (!opts->issuer) {
             harness_err("h_server_start: neither config_json nor issuer given");
             return -1;
@@ -535,7 +666,7 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
                  opts->issuer->url, opts->issuer->url);
         config_text = config;
     }
-    if (h_write_file(srv->config_path, config_text) != 0)
+    if (config_text && h_write_file(srv->config_path, config_text) != 0)
         return -1;
 
     const char *ca = opts->ca ? opts->ca : "ephemeralca";

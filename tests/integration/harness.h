@@ -81,6 +81,31 @@ typedef struct h_issuer {
  * (deadline ~20 s) for its "ready http://127.0.0.1:<port>" line. Returns 0 or -1. */
 int h_issuer_start(h_issuer *iss);
 
+/* The same, for tests that run several dev issuers: `name` (letters, digits, '-', at most 31
+ * characters) names the log files, the port file (<tmp>/<name>.port) and the key directory
+ * (<tmp>/<name>-keys), so each issuer has its own keys and logs. */
+int h_issuer_start_named(h_issuer *iss, const char *name);
+
+/* GET <issuer>/stats as JSON ({"discovery_fetches":N,"jwks_fetches":N,"tokens_minted":N}), or
+ * NULL with a message. Caller json_decref()s it. */
+json_t *h_issuer_stats(const h_issuer *iss);
+
+/* Options of h_issuer_start_opts; zeroed fields take the defaults. */
+typedef struct h_issuer_opts {
+    const char *name;     /* as for h_issuer_start_named; NULL = "issuer" */
+    int port;             /* 0 = any free port (see h_free_port to pick one in advance) */
+    const char *key_dir;  /* NULL = <tmp>/<name>-keys; the same dir = the same keys */
+    const char *tls_cert; /* --tls-cert/--tls-key: serve https (iss->url is then https://...) */
+    const char *tls_key;
+} h_issuer_opts;
+
+/* Starts a dev issuer with these options and waits for its ready line (http or https). */
+int h_issuer_start_opts(h_issuer *iss, const h_issuer_opts *opts);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and closed), for a process
+ * that is to listen there later. Returns the port or -1. */
+int h_free_port(void);
+
 /* GET <issuer>/token?<query> (query may be NULL or ""). Returns the JWT (malloc'd) or NULL. */
 char *h_issuer_token(const h_issuer *iss, const char *query);
 
@@ -95,6 +120,8 @@ typedef struct h_server_opts {
     const char *config_json;   /* full config file text; NULL = one email issuer for `issuer` */
     const h_issuer *issuer;    /* used when config_json is NULL */
     const char *const *extra_args; /* NULL-terminated, appended to the command line */
+    const char *config_path;   /* an existing config file passed to --config-path as is
+                                  (config_json and issuer are then ignored) */
 } h_server_opts;
 
 typedef struct h_server {
@@ -123,6 +150,10 @@ typedef struct h_response {
  * says why). resp is always initialised; free it with h_response_free(). */
 int h_http(const char *method, const char *url, const char *const *headers, const void *body,
            size_t body_len, h_response *resp);
+
+/* Trust this PEM CA file (besides nothing else) for https requests made by h_http from now on;
+ * NULL restores libcurl's default CA store. */
+void h_http_set_cainfo(const char *pem_path);
 
 /* Convenience wrappers. */
 int h_get(const char *url, h_response *resp);

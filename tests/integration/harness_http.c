@@ -38,6 +38,13 @@ static int growbuf_append(growbuf *b, const char *p, size_t n)
     return 0;
 }
 
+static char g_cainfo[4096]; /* "" = libcurl's default CA store */
+
+void h_http_set_cainfo(const char *pem_path)
+{
+    snprintf(g_cainfo, sizeof g_cainfo, "%s", pem_path ? pem_path : "");
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
     return growbuf_append(arg, p, size * nmemb) == 0 ? size * nmemb : 0;
@@ -73,6 +80,8 @@ int h_http(const char *method, const char *url, const char *const *headers, cons
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, resp->curl_error);
+    if (g_cainfo[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, g_cainfo);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

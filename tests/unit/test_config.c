@@ -109,6 +109,25 @@ static char *yaml_indent(const char *s, const char *indent)
     return out;
 }
 
+static int rules_equal(const issuer_config *a, const issuer_config *b)
+{
+    if (a->n_rules != b->n_rules)
+        return 0;
+    for (size_t i = 0; i < a->n_rules; i++) {
+        const struct claim_rule *x = &a->rules[i], *y = &b->rules[i];
+        if (strcmp(x->claim, y->claim) != 0 || x->op != y->op || x->n_path != y->n_path ||
+            x->n_values != y->n_values)
+            return 0;
+        for (size_t k = 0; k < x->n_path; k++)
+            if (strcmp(x->path[k], y->path[k]) != 0)
+                return 0;
+        for (size_t k = 0; k < x->n_values; k++)
+            if (strcmp(x->values[k], y->values[k]) != 0)
+                return 0;
+    }
+    return 1;
+}
+
 static int issuer_equal(const issuer_config *a, const issuer_config *b)
 {
     const char *sa[] = {a->issuer_url, a->client_id, a->type_name, a->ci_provider,
@@ -123,7 +142,7 @@ static int issuer_equal(const issuer_config *a, const issuer_config *b)
         if (!sa[i] || !sb[i] || strcmp(sa[i], sb[i]) != 0)
             return 0;
     return a->type == b->type && a->skip_email_verification == b->skip_email_verification &&
-           a->is_meta == b->is_meta;
+           a->is_meta == b->is_meta && rules_equal(a, b);
 }
 
 static int config_equal(const fulcrum_config *a, const fulcrum_config *b)
@@ -308,7 +327,151 @@ struct bad_case {
 #define GOOD "\"IssuerURL\":\"https://x.example.com\",\"ClientID\":\"sigstore\","
 #define Y_ISS "oidc-issuers:\n  https://x.example.com:\n    issuer-url: https://x.example.com\n"
 
+/* ClaimPolicy rules on a github-workflow issuer */
+#define POL(rules) ISS(GOOD "\"Type\":\"github-workflow\",\"ClaimPolicy\":" rules)
+#define P_PATH "config.json: OIDCIssuers[https://x.example.com].ClaimPolicy"
+#define Y_POL Y_ISS "    client-id: sigstore\n    type: github-workflow\n    claim-policy:\n"
+#define Y_PATH "config.yaml: oidc-issuers[https://x.example.com].claim-policy"
+#define UNANCHORED                                                                         \
+    "must be anchored: start with ^ and end with $ (each top-level | branch too, or write " \
+    "^(a|b)$), so that it cannot match inside a longer value (GHSA-59jp-pj84-45mr)"
+
 static const struct bad_case bad_cases[] = {
+    /* ---- ClaimPolicy ---- */
+    {"config.json", POL("{\"Claim\":\"sub\",\"Equals\":\"x\"}"),
+     P_PATH ": must be a list of rules"},
+    {"config.yaml", Y_ISS "    client-id: sigstore\n    type: email\n    claim-policy: x\n",
+     Y_PATH ": must be a list of rules"},
+    {"config.json", POL("[\"sub\"]"),
+     P_PATH "[0]: must be a map with Claim and one of In, Equals, Prefix, Suffix, Match"},
+    {"config.yaml", Y_POL "      - [sub, x]\n",
+     Y_PATH "[0]: must be a map with claim and one of in, equals, prefix, suffix, match"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Contains\":\"x\"}]"),
+     P_PATH "[0].Contains: unknown key (a rule has Claim and one of In, Equals, Prefix, Suffix, "
+            "Match)"},
+    {"config.yaml", Y_POL "      - {claim: sub, regex: '^x$'}\n",
+     Y_PATH "[0].regex: unknown key (a rule has claim and one of in, equals, prefix, suffix, "
+            "match)"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"In\":[\"a\"],\"in\":[\"b\"]}]"),
+     P_PATH "[0].in: same field as \"In\""},
+    {"config.json", POL("[{\"Equals\":\"x\"}]"), P_PATH "[0].Claim: required"},
+    {"config.yaml", Y_POL "      - equals: x\n", Y_PATH "[0].claim: required"},
+    {"config.json", POL("[{\"Claim\":\"\",\"Equals\":\"x\"}]"), P_PATH "[0].Claim: required"},
+    {"config.yaml", Y_POL "      - {claim: ~, equals: x}\n", Y_PATH "[0].claim: required"},
+    {"config.json", POL("[{\"Claim\":7,\"Equals\":\"x\"}]"),
+     P_PATH "[0].Claim: must be a string"},
+    {"config.json", POL("[{\"Claim\":\"$\",\"Equals\":\"x\"}]"),
+     P_PATH "[0].Claim: unsupported claim path \"$\": write a top-level claim name, or "
+            "$.name.name, with $['name'] for a name containing dots"},
+    {"config.json", POL("[{\"Claim\":\"$.groups[0]\",\"Equals\":\"x\"}]"),
+     P_PATH "[0].Claim: unsupported claim path \"$.groups[0]\": write a top-level claim name, or "
+            "$.name.name, with $['name'] for a name containing dots"},
+    {"config.json", POL("[{\"Claim\":\"$..sub\",\"Equals\":\"x\"}]"),
+     P_PATH "[0].Claim: unsupported claim path \"$..sub\": write a top-level claim name, or "
+            "$.name.name, with $['name'] for a name containing dots"},
+    {"config.yaml", Y_POL "      - {claim: \"$['kubernetes.io'\", equals: x}\n",
+     Y_PATH "[0].claim: unsupported claim path \"$['kubernetes.io'\": write a top-level claim "
+            "name, or $.name.name, with $['name'] for a name containing dots"},
+    {"config.yaml", Y_POL "      - {claim: \"$.a.*\", equals: x}\n",
+     Y_PATH "[0].claim: unsupported claim path \"$.a.*\": write a top-level claim name, or "
+            "$.name.name, with $['name'] for a name containing dots"},
+    {"config.yaml", Y_POL "      - {claim: \"$sub\", equals: x}\n",
+     Y_PATH "[0].claim: unsupported claim path \"$sub\": write a top-level claim name, or "
+            "$.name.name, with $['name'] for a name containing dots"},
+    {"config.json", POL("[{\"Claim\":\"sub\"}]"),
+     P_PATH "[0]: no operator: a rule needs one of In, Equals, Prefix, Suffix, Match"},
+    {"config.yaml", Y_POL "      - claim: sub\n",
+     Y_PATH "[0]: no operator: a rule needs one of in, equals, prefix, suffix, match"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Prefix\":\"a\",\"Suffix\":\"b\"}]"),
+     P_PATH "[0]: both Prefix and Suffix: a rule takes exactly one operator (write two rules to "
+            "require both)"},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^a$', in: [a]}\n",
+     Y_PATH "[0]: both in and match: a rule takes exactly one operator (write two rules to "
+            "require both)"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"In\":\"acme\"}]"),
+     P_PATH "[0].In: must be a list of strings"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"In\":[]}]"),
+     P_PATH "[0].In: must not be an empty list (it would allow no value)"},
+    {"config.yaml", Y_POL "      - {claim: sub, in: []}\n",
+     Y_PATH "[0].in: must not be an empty list (it would allow no value)"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"In\":[\"a\",5]}]"),
+     P_PATH "[0].In[1]: must be a string"},
+    {"config.yaml", Y_POL "      - {claim: sub, in: [a, ~]}\n", Y_PATH "[0].in[1]: must be a string"},
+    {"config.json", POL("[{\"Claim\":\"run_attempt\",\"Equals\":1}]"),
+     P_PATH "[0].Equals: must be a string"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Equals\":\"a\\u0000b\"}]"),
+     P_PATH "[0].Equals: must not contain a NUL character"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Prefix\":\"\"}]"),
+     P_PATH "[0].Prefix: must not be empty (it would allow every value)"},
+    {"config.yaml", Y_POL "      - {claim: email, suffix: }\n",
+     Y_PATH "[0].suffix: must not be empty (it would allow every value)"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":null}]"),
+     P_PATH "[0].Match: must be a string"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"repo:acme/\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^repo:acme/\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"repo:acme/.*$\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^acme|labs$\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^a$|b\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^acme\\\\$\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^acme[$]\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^(acme$)\"}]"),
+     P_PATH "[0].Match: " UNANCHORED},
+    {"config.yaml", Y_POL "      - {claim: sub, match: 'x^acme$'}\n",
+     Y_PATH "[0].match: " UNANCHORED},
+    {"config.yaml", Y_POL "      - {claim: sub, match: ''}\n", Y_PATH "[0].match: " UNANCHORED},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^(acme$\"}]"),
+     P_PATH "[0].Match: does not compile: Unmatched ( or \\("},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^x[ab$'}\n",
+     Y_PATH "[0].match: does not compile: Unmatched [, [^, [:, [., or [="},
+    {"config.yaml",
+     Y_POL "      - {claim: repository_owner, in: [acme]}\n"
+           "      - {claim: ref, prefix: refs/heads/}\n"
+           "      - {claim: sub, equals: }\n",
+     Y_PATH "[2].equals: must be a string"},
+    {"config.json",
+     "{\"MetaIssuers\":{\"https://*.example.com\":{\"ClientID\":\"sigstore\","
+     "\"Type\":\"kubernetes\",\"ClaimPolicy\":[{\"Claim\":\"sub\",\"Match\":\"x\"}]}}}",
+     "config.json: MetaIssuers[https://*.example.com].ClaimPolicy[0].Match: " UNANCHORED},
+    /* ---- http:// meta-issuer patterns: loopback only, '*' only in the path ---- */
+    {"config.yaml",
+     "meta-issuers:\n  http://127.0.0.1:*/id/*:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://127.0.0.1:*/id/*]: not a valid issuer URL pattern: an "
+     "http:// pattern may have '*' only in its path (its host must be localhost, 127.x.x.x or "
+     "[::1], and its port literal)"},
+    {"config.yaml",
+     "meta-issuers:\n  http://*.localhost/id:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://*.localhost/id]: not a valid issuer URL pattern: an "
+     "http:// pattern may have '*' only in its path (its host must be localhost, 127.x.x.x or "
+     "[::1], and its port literal)"},
+    {"config.yaml",
+     "meta-issuers:\n  http://127.0.0.*:8080/id:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://127.0.0.*:8080/id]: not a valid issuer URL pattern: an "
+     "http:// pattern may have '*' only in its path (its host must be localhost, 127.x.x.x or "
+     "[::1], and its port literal)"},
+    {"config.yaml",
+     "meta-issuers:\n  http://*:8080/id:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://*:8080/id]: not a valid issuer URL pattern: an "
+     "http:// pattern may have '*' only in its path (its host must be localhost, 127.x.x.x or "
+     "[::1], and its port literal)"},
+    {"config.yaml",
+     "meta-issuers:\n  http://issuer.example.com/*:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://issuer.example.com/*]: not a valid issuer URL pattern: "
+     "must start with https:// (http:// only for localhost, 127.x.x.x, [::1])"},
+    {"config.yaml",
+     "meta-issuers:\n  http://127.0.0.1.nip.io/*:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://127.0.0.1.nip.io/*]: not a valid issuer URL pattern: "
+     "must start with https:// (http:// only for localhost, 127.x.x.x, [::1])"},
+    {"config.yaml",
+     "meta-issuers:\n  http://127.0.0.1:8080/*?x:\n    client-id: sigstore\n    type: email\n",
+     "config.yaml: meta-issuers[http://127.0.0.1:8080/*?x]: not a valid issuer URL pattern: "
+     "must not have a query (OIDC issuer identifiers have none)"},
     {"config.yaml", Y_ISS "    type: email\n",
      "config.yaml: oidc-issuers[https://x.example.com].client-id: required"},
     {"config.json", ISS("\"IssuerURL\":\"https://x.example.com\",\"Type\":\"email\""),
@@ -457,6 +620,16 @@ static const struct bad_case bad_cases[] = {
      "ci-issuer-metadata:\n  gh:\n    subject-alternative-name-template: '{{ index . \"a}} }}'\n",
      "config.yaml: ci-issuer-metadata[gh].subject-alternative-name-template: template: "
      "unterminated quoted string"},
+    /* delimiters fine, but the template does not parse (Fulcio refuses it at start too) */
+    {"config.yaml",
+     "ci-issuer-metadata:\n  gh:\n    extension-templates:\n"
+     "      build-signer-uri: \"{{ if .url }}x\"\n",
+     "config.yaml: ci-issuer-metadata[gh].extension-templates.build-signer-uri: template: :1: "
+     "unexpected EOF"},
+    {"config.yaml",
+     "ci-issuer-metadata:\n  gh:\n    subject-alternative-name-template: '{{ .a | nosuchfn }}'\n",
+     "config.yaml: ci-issuer-metadata[gh].subject-alternative-name-template: template: :1: "
+     "function \"nosuchfn\" not defined"},
     {"config.yaml", "ci-issuer-metadata:\n  gh: [1]\n",
      "config.yaml: ci-issuer-metadata[gh]: must be a map"},
     {"config.yaml", "ci-issuer-metadata:\n  gh:\n    default-template-values: [a]\n",
@@ -523,6 +696,185 @@ static void test_accepted(void)
         CHECK(cfg != NULL, "accepted case %zu: %s", i, err);
         config_free(cfg);
     }
+}
+
+/* ---- ClaimPolicy: the same rules from JSON and YAML ---- */
+
+static const char policy_json[] =
+    "{\"OIDCIssuers\":{\"https://token.actions.githubusercontent.com\":{"
+    "\"IssuerURL\":\"https://token.actions.githubusercontent.com\",\"ClientID\":\"sigstore\","
+    "\"Type\":\"github-workflow\",\"ClaimPolicy\":["
+    "{\"Claim\":\"repository_owner\",\"In\":[\"acme\",\"acme-labs\"]},"
+    "{\"Claim\":\"email\",\"Suffix\":\"@acme.com\"},"
+    "{\"Claim\":\"sub\",\"Match\":\"^repo:acme/[^:]+:ref:refs/heads/main$\"},"
+    "{\"Claim\":\"event_name\",\"Equals\":\"push\"},"
+    "{\"Claim\":\"ref\",\"Prefix\":\"refs/heads/\"},"
+    "{\"Claim\":\"$['kubernetes.io'].namespace\",\"In\":[\"release\"]},"
+    "{\"Claim\":\"$.federated_claims.connector_id\",\"Equals\":\"\"},"
+    "{\"Claim\":\"oidc.circleci.com/project-id\",\"Match\":\"^a$|^(b|c)$\"}]}},"
+    "\"MetaIssuers\":{\"https://*.example.com\":{\"ClientID\":\"sigstore\","
+    "\"Type\":\"kubernetes\",\"ClaimPolicy\":[{\"Claim\":\"sub\",\"Prefix\":\"system:\"}]}}}";
+
+static const char policy_yaml[] =
+    "oidc-issuers:\n"
+    "  https://token.actions.githubusercontent.com:\n"
+    "    issuer-url: https://token.actions.githubusercontent.com\n"
+    "    client-id: sigstore\n"
+    "    type: github-workflow\n"
+    "    claim-policy:\n"
+    "      - {claim: repository_owner, in: [acme, acme-labs]}\n"
+    "      - claim: email\n"
+    "        suffix: \"@acme.com\"\n"
+    "      - {claim: sub, match: '^repo:acme/[^:]+:ref:refs/heads/main$'}\n"
+    "      - {Claim: event_name, EQUALS: push}\n"
+    "      - {claim: ref, prefix: refs/heads/}\n"
+    "      - claim: \"$['kubernetes.io'].namespace\"\n"
+    "        in:\n"
+    "          - release\n"
+    "      - {claim: $.federated_claims.connector_id, equals: ''}\n"
+    "      - {claim: oidc.circleci.com/project-id, match: '^a$|^(b|c)$'}\n"
+    "meta-issuers:\n"
+    "  https://*.example.com:\n"
+    "    client-id: sigstore\n"
+    "    type: kubernetes\n"
+    "    claim-policy: [{claim: sub, prefix: 'system:'}]\n";
+
+static void test_claim_policy_parse(void)
+{
+    char err[1024];
+    fulcrum_config *cj = load(policy_json, "config.json", err, sizeof err);
+    CHECK(cj != NULL, "JSON policy loads: %s", err);
+    fulcrum_config *cy = load(policy_yaml, "config.yaml", err, sizeof err);
+    CHECK(cy != NULL, "YAML policy loads: %s", err);
+    if (cj && cy) {
+        CHECK(config_equal(cj, cy), "JSON and YAML policies decode to the same rules");
+        const issuer_config *ic = &cj->issuers[0];
+        CHECK(ic->n_rules == 8, "8 rules: %zu", ic->n_rules);
+        if (ic->n_rules == 8) {
+            const struct claim_rule *r = ic->rules;
+            CHECK(r[0].op == CLAIM_RULE_IN && r[0].n_values == 2 && r[0].n_path == 1,
+                  "rule 0: In, 2 values, 1 step");
+            CHECK_STREQ(r[0].claim, "repository_owner", "rule 0 claim");
+            CHECK_STREQ(r[0].path[0], "repository_owner", "rule 0 path");
+            CHECK_STREQ(r[0].values[1], "acme-labs", "rule 0 second value");
+            CHECK(r[1].op == CLAIM_RULE_SUFFIX && r[1].n_values == 1, "rule 1: Suffix");
+            CHECK_STREQ(r[1].values[0], "@acme.com", "rule 1 value");
+            CHECK(r[2].op == CLAIM_RULE_MATCH, "rule 2: Match");
+            CHECK_STREQ(r[2].values[0], "^repo:acme/[^:]+:ref:refs/heads/main$",
+                        "rule 2 pattern text kept");
+            CHECK(r[3].op == CLAIM_RULE_EQUALS, "rule 3: Equals (key case-insensitive)");
+            CHECK(r[4].op == CLAIM_RULE_PREFIX, "rule 4: Prefix");
+            CHECK(r[5].n_path == 2, "rule 5: a path of 2 steps");
+            if (r[5].n_path == 2) {
+                CHECK_STREQ(r[5].path[0], "kubernetes.io", "bracketed step keeps its dots");
+                CHECK_STREQ(r[5].path[1], "namespace", "second step");
+            }
+            CHECK_STREQ(r[5].claim, "$['kubernetes.io'].namespace", "claim as written");
+            CHECK(r[6].n_path == 2 && r[6].op == CLAIM_RULE_EQUALS &&
+                      strcmp(r[6].values[0], "") == 0,
+                  "rule 6: $.a.b path, Equals \"\"");
+            CHECK(r[7].n_path == 1 && strcmp(r[7].path[0], "oidc.circleci.com/project-id") == 0,
+                  "rule 7: a plain name with dots is one top-level claim");
+        }
+        CHECK(cj->meta[0].n_rules == 1 && cj->meta[0].rules[0].op == CLAIM_RULE_PREFIX,
+              "meta issuer rule");
+
+        /* /api/v2/configuration does not show the policy */
+        fulcrum_config *plain =
+            load("{\"OIDCIssuers\":{\"https://token.actions.githubusercontent.com\":{"
+                 "\"IssuerURL\":\"https://token.actions.githubusercontent.com\","
+                 "\"ClientID\":\"sigstore\",\"Type\":\"github-workflow\"}},"
+                 "\"MetaIssuers\":{\"https://*.example.com\":{\"ClientID\":\"sigstore\","
+                 "\"Type\":\"kubernetes\"}}}",
+                 "plain.json", err, sizeof err);
+        json_t *a = config_to_api_json(cj), *b = plain ? config_to_api_json(plain) : NULL;
+        char *sa = a ? json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        char *sb = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        CHECK_STREQ(sa, sb, "API JSON with a policy is the API JSON without one");
+        CHECK(sa && !strstr(sa, "acme") && !strstr(sa, "olicy"), "no policy text in the API");
+        free(sa);
+        free(sb);
+        json_decref(a);
+        json_decref(b);
+        config_free(plain);
+    }
+    config_free(cj);
+    config_free(cy);
+
+    /* accepted forms: null and [] are no policy; anchored patterns of several shapes */
+    static const char *const ok[] = {
+        POL("null"),
+        POL("[]"),
+        Y_ISS "    client-id: sigstore\n    type: email\n    claim-policy:\n",
+        POL("[{\"claim\":\"sub\",\"MATCH\":\"^$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^a\\\\|b$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^[|]x$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^[]|]x$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^[[:alpha:]|]+$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^a$|^b$|^(c|d)$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^a\\\\\\\\$\"}]"),
+        POL("[{\"Claim\":\"$[\\\"a.b\\\"]['c d']\",\"Equals\":\"x\"}]"),
+    };
+    size_t want_rules[] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        fulcrum_config *cfg = load(ok[i], "ok.conf", err, sizeof err);
+        CHECK(cfg != NULL, "accepted policy %zu: %s", i, err);
+        CHECK(cfg && cfg->n_issuers == 1 && cfg->issuers[0].n_rules == want_rules[i],
+              "accepted policy %zu: %zu rules", i, want_rules[i]);
+        config_free(cfg);
+    }
+}
+
+/* ---- http:// meta-issuer patterns on loopback (test issuers) ---- */
+
+static void test_loopback_meta(void)
+{
+    char err[1024];
+    fulcrum_config *cfg = load("meta-issuers:\n"
+                               "  http://127.0.0.1:8080/*:\n"
+                               "    client-id: sigstore\n    type: email\n"
+                               "  http://localhost:9000/tenants/*/oidc:\n"
+                               "    client-id: sigstore\n    type: email\n"
+                               "  http://[::1]:7000/*/*:\n"
+                               "    client-id: sigstore\n    type: email\n"
+                               "  http://127.0.0.2/x:\n"
+                               "    client-id: sigstore\n    type: email\n",
+                               "config.yaml", err, sizeof err);
+    CHECK(cfg != NULL, "loopback http meta patterns load: %s", err);
+    if (!cfg)
+        return;
+    CHECK(cfg->n_meta == 4, "4 meta patterns");
+    const issuer_config *ic = config_find_issuer(cfg, "http://127.0.0.1:8080/issuer-1");
+    CHECK_STREQ(ic ? ic->issuer_url : NULL, "http://127.0.0.1:8080/*", "127.0.0.1 pattern");
+    ic = config_find_issuer(cfg, "http://localhost:9000/tenants/t_2/oidc");
+    CHECK_STREQ(ic ? ic->issuer_url : NULL, "http://localhost:9000/tenants/*/oidc",
+                "localhost pattern");
+    ic = config_find_issuer(cfg, "http://[::1]:7000/a/b");
+    CHECK_STREQ(ic ? ic->issuer_url : NULL, "http://[::1]:7000/*/*", "[::1] pattern");
+    CHECK(config_find_issuer(cfg, "http://127.0.0.1:8081/issuer-1") == NULL, "other port");
+    CHECK(config_find_issuer(cfg, "http://127.0.0.1:8080/a/b") == NULL, "'*' spans no '/'");
+    CHECK(config_find_issuer(cfg, "https://127.0.0.1:8080/issuer-1") == NULL, "other scheme");
+    CHECK(config_find_issuer(cfg, "http://127.0.0.1:8080/") == NULL, "empty segment");
+    CHECK(config_find_issuer(cfg, "http://127.0.0.2/x") != NULL, "no '*' at all");
+    config_free(cfg);
+
+    char why[300];
+    CHECK(config_check_meta_pattern("http://localhost/*", why, sizeof why) == 0,
+          "localhost without a port");
+    CHECK(config_check_meta_pattern("https://127.0.0.1:8443/*", why, sizeof why) == 0,
+          "https on loopback");
+    CHECK(config_check_meta_pattern("http://LOCALHOST:1/*", why, sizeof why) == 0,
+          "LOCALHOST (host names are case-insensitive)");
+    CHECK(config_check_meta_pattern("http://localhost:*/x", why, sizeof why) == -1,
+          "'*' in an http port");
+    CHECK(config_check_meta_pattern("http://[::*]:1/x", why, sizeof why) == -1,
+          "'*' in an http IPv6 host");
+    CHECK(config_check_meta_pattern("http://[::2]:1/*", why, sizeof why) == -1,
+          "[::2] is not loopback");
+    CHECK(config_check_meta_pattern("http://128.0.0.1/*", why, sizeof why) == -1,
+          "128.0.0.1 is not loopback");
+    CHECK(config_check_meta_pattern("http://127.0.0.1@evil.com/*", why, sizeof why) == -1,
+          "user info refused");
 }
 
 /* ---- unknown keys and types only warn ---- */
@@ -916,6 +1268,13 @@ static void test_builtin_and_examples(void)
     if (cj && cy) {
         CHECK(config_equal(cj, cy), "the two examples are the same configuration");
         CHECK(cj->n_issuers == 2 && cj->n_meta == 1, "examples: 2 issuers, 1 meta");
+        const issuer_config *gh = config_find_issuer(cy, "https://token.actions.githubusercontent.com");
+        CHECK(gh && gh->n_rules == 2 && gh->rules[0].op == CLAIM_RULE_IN &&
+                  gh->rules[1].op == CLAIM_RULE_MATCH,
+              "example GitHub claim policy: In, Match");
+        const issuer_config *sso = config_find_issuer(cy, "https://sso.example.com/realms/engineering");
+        CHECK(sso && sso->n_rules == 1 && sso->rules[0].op == CLAIM_RULE_SUFFIX,
+              "example SSO claim policy: Suffix");
     }
     config_free(cj);
     config_free(cy);
@@ -976,6 +1335,8 @@ int main(void)
     test_json_yaml_same();
     test_bad_values();
     test_accepted();
+    test_claim_policy_parse();
+    test_loopback_meta();
     test_warnings();
     test_meta_match();
     test_find_issuer();

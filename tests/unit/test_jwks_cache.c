@@ -1,7 +1,10 @@
 /*
  * JWKS cache against a small evhttp issuer on 127.0.0.1 (discovery + JWKS, with fetch counters):
- * READY / PENDING / FAILED flows, callbacks on the requesting base, refetch limits, key rotation,
- * stale keys when the issuer is down, discovery checks, URL policy, redirects, size cap.
+ * READY / PENDING / FAILED / UNAVAILABLE flows, callbacks on the requesting base, refetch limits,
+ * key rotation, stale-while-revalidate after the TTL, stale keys while the issuer is down up to
+ * max-stale, background retries with exponential backoff (and none caused by requests), the
+ * retry delay formula, eviction beyond max_issuers, discovery checks, URL policy, redirects, size
+ * cap, and the exact messages.
  */
 #include <event2/event.h>
 #include <event2/buffer.h>
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "oidc/jwks_cache.h"
@@ -61,7 +65,8 @@ static void discovery(struct evhttp_request *req, const char *issuer, const char
 }
 
 /* Issuers live under paths: /good, /mismatch (discovery names another issuer), /redir
- * (same-host redirect), /xhost (redirect to another host name), /big (oversized JWKS). */
+ * (same-host redirect), /xhost (redirect to another host name), /big (oversized JWKS), /hang
+ * (discovery never answered), and any /multi-<name> (like /good, with its own issuer URL). */
 static void handle(struct evhttp_request *req, void *arg)
 {
     (void)arg;
@@ -76,10 +81,16 @@ static void handle(struct evhttp_request *req, void *arg)
     char *jwks = strdup(S.jwks ? S.jwks : "{}");
     pthread_mutex_unlock(&S.mu);
 
-    if (status != 200) {
+    if (strcmp(path, "/hang/.well-known/openid-configuration") == 0) {
+        /* never answered: evhttp frees the request when the client gives up */
+    } else if (status != 200) {
         reply(req, status, "{\"error\":\"down\"}");
     } else if (strcmp(path, "/good/.well-known/openid-configuration") == 0) {
         snprintf(issuer, sizeof(issuer), "%s/good", S.url);
+        discovery(req, issuer, "/good/jwks");
+    } else if (strncmp(path, "/multi-", 7) == 0 && strstr(path, "/.well-known/openid-configuration")) {
+        snprintf(issuer, sizeof(issuer), "%s%.*s", S.url,
+                 (int)(strstr(path, "/.well-known/") - path), path);
         discovery(req, issuer, "/good/jwks");
     } else if (strcmp(path, "/good/jwks") == 0) {
         reply(req, 200, jwks);
@@ -201,7 +212,7 @@ static void run_base(int ms)
     event_free(t);
 }
 
-static char WHY[512];
+static char WHY[1024];
 
 /* get; when PENDING, waits for the callback (checking it ran once, on this thread) and asks
  * again. Returns the final result. */
@@ -233,10 +244,51 @@ static void url_of(char *buf, size_t n, const char *issuer_path)
 
 static char *JWKS_K1, *JWKS_K2;
 
+static void msleep(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}
+
+/* Asks without a callback (never starts a fetch) until READY or `ms` pass. */
+static enum jwks_result poll_ready(jwks_cache *c, const char *iss, const char *kid, int ms,
+                                   oidc_jwk_set **out)
+{
+    enum jwks_result r = JWKS_UNAVAILABLE;
+    for (int waited = 0; waited <= ms; waited += 20) {
+        r = jwks_cache_get(c, iss, "", kid, NULL, NULL, NULL, out, WHY, sizeof(WHY));
+        if (r == JWKS_READY)
+            break;
+        msleep(20);
+    }
+    return r;
+}
+
+static void count_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void test_retry_delay(void)
+{
+    jwks_cache_options o = {.retry_min_ms = 100, .retry_max_ms = 400};
+    long want[] = {100, 100, 200, 400, 400, 400};
+    for (unsigned n = 0; n < 6; n++)
+        CHECK(jwks_cache_retry_delay_ms(&o, n) == want[n], "delay after failure %u: %ld", n,
+              jwks_cache_retry_delay_ms(&o, n));
+    /* defaults: 1 s doubling, capped at 60 s; no overflow for huge n */
+    long d[] = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000};
+    for (unsigned n = 1; n <= 8; n++)
+        CHECK(jwks_cache_retry_delay_ms(NULL, n) == d[n - 1], "default delay %u: %ld", n,
+              jwks_cache_retry_delay_ms(NULL, n));
+    CHECK(jwks_cache_retry_delay_ms(NULL, 1000000) == 60000, "huge n stays at the cap");
+    jwks_cache_options odd = {.retry_min_ms = 700, .retry_max_ms = 100};
+    CHECK(jwks_cache_retry_delay_ms(&odd, 3) == 700, "max below min: min wins");
+}
+
 static void test_ready_pending(void)
 {
     jwks_cache *c = jwks_cache_new(NULL);
-    char iss[128];
+    char iss[128], want[256];
     url_of(iss, sizeof(iss), "good");
     oidc_jwk_set *set = NULL;
     jwks_cache_stats st;
@@ -244,10 +296,12 @@ static void test_ready_pending(void)
     srv_set(JWKS_K1, 200);
     srv_counts(&d0, &j0);
 
+    snprintf(want, sizeof(want), "could not fetch the keys of issuer %s: no fetch has completed yet",
+             iss);
     CHECK(jwks_cache_get(c, iss, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY)) ==
-                  JWKS_FAILED &&
-              strstr(WHY, "have not been fetched yet") && !set,
-          "cb NULL on an unknown issuer: FAILED, no fetch: %s", WHY);
+                  JWKS_UNAVAILABLE && !set,
+          "cb NULL on an unknown issuer: UNAVAILABLE, no fetch");
+    CHECK_STREQ(WHY, want, "cb NULL on an unknown issuer: message");
     jwks_cache_get_stats(c, &st);
     CHECK(st.discovery_fetches == 0 && st.jwks_fetches == 0, "cb NULL started nothing");
 
@@ -283,13 +337,13 @@ static void test_ready_pending(void)
           st.jwks_fetches, st.fetch_failures);
     CHECK(d1 - d0 == 1 && j1 - j0 == 1, "server saw one of each (%d, %d)", d1 - d0, j1 - j0);
 
-    /* 50 unknown kids within a second: the refetch interval (5 s) holds them all back. */
+    /* 50 unknown kids within a second: the refetch interval (5 s) holds them all back; each is
+     * the client's fault (FAILED, not UNAVAILABLE). */
     for (int i = 0; i < 50; i++) {
         char kid[32];
         snprintf(kid, sizeof(kid), "rnd-%d-%d", i, rand());
         set = NULL;
         enum jwks_result r = get_wait(c, iss, kid, &set);
-        char want[256];
         snprintf(want, sizeof(want), "key id \"%s\" is not published by %s", kid, iss);
         if (r != JWKS_FAILED || strcmp(WHY, want) != 0) {
             CHECK(0, "unknown kid %s: r %d why \"%s\"", kid, r, WHY);
@@ -320,7 +374,7 @@ static void test_unknown_kid_refetch(void)
     srv_set(JWKS_K2, 200);
     CHECK(get_wait(c, iss, "k2", &set) == JWKS_FAILED && strstr(WHY, "\"k2\" is not published"),
           "unknown kid within the interval: FAILED without fetch: %s", WHY);
-    usleep(1100 * 1000);
+    msleep(1100);
     CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set && jwk_set_find(set, "k2"),
           "unknown kid after the interval: refetched, READY: %s", WHY);
     jwk_set_release(set);
@@ -332,9 +386,11 @@ static void test_unknown_kid_refetch(void)
     jwks_cache_free(c);
 }
 
-static void test_ttl_rotation_and_stale(void)
+/* TTL 1 s, max-stale 3 s, first retry after 4 s (so retries stay out of the way until the end). */
+static void test_ttl_stale_and_max_stale(void)
 {
-    jwks_cache_options o = {.ttl_seconds = 1, .refetch_interval_seconds = 30};
+    jwks_cache_options o = {.ttl_seconds = 1, .refetch_interval_seconds = 30,
+                            .max_stale_seconds = 3, .retry_min_ms = 4000};
     jwks_cache *c = jwks_cache_new(&o);
     char iss[128];
     url_of(iss, sizeof(iss), "good");
@@ -345,46 +401,243 @@ static void test_ttl_rotation_and_stale(void)
     srv_counts(&d0, &j0);
     CHECK(get_wait(c, iss, "k1", &first) == JWKS_READY, "initial fetch: %s", WHY);
 
-    /* Rotation: after the TTL the set is fetched again although the refetch interval is 30 s. */
-    srv_set(JWKS_K2, 200);
-    usleep(1100 * 1000);
-    CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set && set != first &&
-              jwk_set_find(set, "k2"),
-          "after the TTL the rotated key is fetched: %s", WHY);
+    /* Past the TTL: the cached set answers at once and a refresh runs in the background. */
+    msleep(1100);
+    struct waitctx w = {0, 0};
+    CHECK(jwks_cache_get(c, iss, "", "k1", MB, on_ready, &w, &set, WHY, sizeof(WHY)) ==
+                  JWKS_READY && set == first,
+          "past the TTL: READY at once with the cached set");
     jwk_set_release(set);
     set = NULL;
-    srv_counts(&d1, &j1);
-    CHECK(d1 - d0 == 2 && j1 - j0 == 2, "TTL refetch did discovery + JWKS again (%d, %d)",
+    for (int i = 0; i < 100; i++) {
+        srv_counts(&d1, &j1);
+        if (j1 - j0 == 2)
+            break;
+        msleep(20);
+    }
+    CHECK(d1 - d0 == 2 && j1 - j0 == 2, "background refresh did discovery + JWKS (%d, %d)",
           d1 - d0, j1 - j0);
+    CHECK(poll_ready(c, iss, "k1", 1000, &set) == JWKS_READY && set && set != first,
+          "the refreshed set replaced the first");
+    jwk_set_release(set);
+    set = NULL;
+    CHECK(w.called == 0, "no callback for a READY answer");
 
-    /* Issuer down after the TTL: the refresh fails, the old set is still served. */
+    /* Rotation seen after the TTL although the refetch interval is 30 s. */
+    srv_set(JWKS_K2, 200);
+    msleep(1100);
+    CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set && jwk_set_find(set, "k2"),
+          "after the TTL an unknown kid refetches: %s", WHY);
+    jwk_set_release(set);
+    set = NULL;
+
+    /* Issuer down: the stale set still serves; the failed refresh is counted. */
     srv_set(NULL, 503);
-    usleep(1100 * 1000);
-    oidc_jwk_set *stale = NULL;
-    CHECK(get_wait(c, iss, "k2", &stale) == JWKS_READY && stale && jwk_set_find(stale, "k2"),
-          "issuer down after TTL: stale set served: %s", WHY);
-    jwks_cache_get_stats(c, &st);
+    msleep(1100);
+    CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set && jwk_set_find(set, "k2"),
+          "issuer down after the TTL: stale set served: %s", WHY);
+    jwk_set_release(set);
+    set = NULL;
+    for (int i = 0; i < 100; i++) {
+        jwks_cache_get_stats(c, &st);
+        if (st.fetch_failures == 1)
+            break;
+        msleep(20);
+    }
     CHECK(st.fetch_failures == 1, "the failed refresh is counted (%lu)", st.fetch_failures);
     srv_counts(&d0, &j0);
-    CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set == stale,
-          "next ask within the interval: stale set without a fetch");
-    srv_counts(&d1, &j1);
-    CHECK(d1 == d0 && j1 == j0, "no new request to the down issuer");
+    CHECK(get_wait(c, iss, "k2", &set) == JWKS_READY && set, "next ask: stale set, no fetch");
     jwk_set_release(set);
-    jwk_set_release(stale);
+    set = NULL;
+    /* An unknown kid while the issuer fails: we cannot tell, so it is the server's side. */
+    CHECK(get_wait(c, iss, "k9", &set) == JWKS_UNAVAILABLE && !set &&
+              strstr(WHY, "HTTP status 503") && strstr(WHY, "have no key id \"k9\""),
+          "unknown kid while the issuer fails: UNAVAILABLE: %s", WHY);
+    srv_counts(&d1, &j1);
+    CHECK(d1 == d0 && j1 == j0, "no request to the down issuer during the backoff (%d)", d1 - d0);
+
+    /* Past max-stale (3 s after the last success): refused, naming issuer, cause and limit. */
+    msleep(2100);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: "
+             "HTTP status 503 (the keys fetched 3 s ago are past the max-stale limit of 3 s)",
+             iss, iss);
+    CHECK(get_wait(c, iss, "k2", &set) == JWKS_UNAVAILABLE && !set, "past max-stale: UNAVAILABLE");
+    CHECK_STREQ(WHY, want, "past max-stale: message");
+
+    /* The issuer comes back: the background retry (due 4 s after the failure) reloads the keys
+     * without any request asking for them. */
+    srv_set(NULL, 200);
+    CHECK(poll_ready(c, iss, "k2", 5000, &set) == JWKS_READY && set,
+          "keys back after the issuer recovered, no restart: %s", WHY);
+    jwk_set_release(set);
+    jwks_cache_get_stats(c, &st);
+    CHECK(st.retries >= 1, "a background retry did it (%lu)", st.retries);
     /* The set handed out first is still valid after the cache replaced it. */
     CHECK(first && jwk_set_find(first, "k1") && first->refs == 1, "old reference still usable");
     jwk_set_release(first);
+    jwks_cache_free(c);
+}
+
+/* An issuer whose refresh fails is retried in the background at 100, 200, 400, 400... ms;
+ * requests meanwhile are answered from the cache (or UNAVAILABLE for an unknown kid) at once and
+ * start no fetch of their own. */
+static void test_backoff(void)
+{
+    jwks_cache_options o = {.ttl_seconds = 1, .retry_min_ms = 100, .retry_max_ms = 400};
+    jwks_cache *c = jwks_cache_new(&o);
+    char iss[128];
+    url_of(iss, sizeof(iss), "good");
+    oidc_jwk_set *set = NULL;
+    jwks_cache_stats st0, st1;
+    int d0, j0, d1, j1;
+    srv_set(JWKS_K1, 200);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_READY, "first fetch: %s", WHY);
+    jwk_set_release(set);
+    set = NULL;
+    srv_set(NULL, 503);
+    msleep(1100);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_READY, "past the TTL: cached set, refresh starts");
+    jwk_set_release(set);
+    set = NULL;
+    for (int i = 0; i < 100; i++) {
+        jwks_cache_get_stats(c, &st0);
+        if (st0.fetch_failures == 1)
+            break;
+        msleep(10);
+    }
+    CHECK(st0.fetch_failures == 1, "the refresh failed");
+    srv_counts(&d0, &j0);
+
+    /* 1.5 s of requests every 5 ms (~300), known and unknown kids: only the timer fetches. */
+    int asked = 0, ready = 0, unavailable = 0, pending = 0, callbacks = 0;
+    for (int t = 0; t < 1500; t += 5, asked++) {
+        char kid[32];
+        snprintf(kid, sizeof(kid), "%s", asked % 2 ? "k1" : "unknown");
+        enum jwks_result r =
+            jwks_cache_get(c, iss, "", kid, MB, count_cb, &callbacks, &set, WHY, sizeof(WHY));
+        ready += r == JWKS_READY;
+        unavailable += r == JWKS_UNAVAILABLE;
+        pending += r == JWKS_PENDING; /* an unknown kid joined a retry in flight */
+        jwk_set_release(set);
+        set = NULL;
+        event_base_loop(MB, EVLOOP_NONBLOCK);
+        msleep(5);
+    }
+    run_base(100);
+    event_base_loop(MB, EVLOOP_NONBLOCK);
+    srv_counts(&d1, &j1);
+    jwks_cache_get_stats(c, &st1);
+    int fetches = d1 - d0;
+    /* retries due at about 0.1, 0.3, 0.7, 1.1, 1.5 s after the failed refresh */
+    CHECK(fetches >= 3 && fetches <= 6, "%d requests in 1.5 s: %d discovery fetches", asked,
+          fetches);
+    CHECK(st1.retries >= 3 && st1.discovery_fetches == 2 + st1.retries,
+          "every fetch after the refresh was a background retry (%lu retries, %lu fetches)",
+          st1.retries, st1.discovery_fetches);
+    CHECK(ready == asked / 2 + asked % 2, "known kid: served from the cache (%d of %d)", ready,
+          asked / 2 + asked % 2);
+    CHECK(unavailable + pending == asked / 2 && unavailable > asked / 4,
+          "unknown kid: UNAVAILABLE at once (%d) or joined a retry (%d)", unavailable, pending);
+    CHECK(callbacks == pending, "every joined request got its callback (%d of %d)", callbacks,
+          pending);
+
+    /* The issuer recovers: a retry (<= 0.4 s) fetches again; nobody asks. */
     srv_set(NULL, 200);
+    for (int i = 0; i < 100; i++) {
+        jwks_cache_get_stats(c, &st1);
+        if (st1.jwks_fetches == 2)
+            break;
+        msleep(20);
+    }
+    CHECK(st1.jwks_fetches == 2, "keys reloaded by a background retry");
+    srv_counts(&d0, &j0);
+    msleep(600);
+    srv_counts(&d1, &j1);
+    CHECK(d1 == d0, "no more retries after a success (%d)", d1 - d0);
+    jwks_cache_free(c);
+
+    /* A (meta) issuer that never answered is not retried in the background: the first request
+     * after its backoff fetches again. */
+    c = jwks_cache_new(&o);
+    url_of(iss, sizeof(iss), "multi-never");
+    srv_set(NULL, 503);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE, "never answered: UNAVAILABLE");
+    srv_counts(&d0, &j0);
+    msleep(500);
+    srv_counts(&d1, &j1);
+    CHECK(d1 == d0, "no background retry for an issuer that never answered (%d)", d1 - d0);
+    struct waitctx w = {0, 0};
+    CHECK(jwks_cache_get(c, iss, "", "k1", MB, on_ready, &w, &set, WHY, sizeof(WHY)) ==
+              JWKS_PENDING,
+          "after the backoff a request fetches again");
+    run_base(3000);
+    CHECK(w.called == 1, "its callback ran");
+    srv_set(NULL, 200);
+    jwks_cache_free(c);
+}
+
+static void test_eviction(void)
+{
+    jwks_cache_options o = {.max_issuers = 2};
+    jwks_cache *c = jwks_cache_new(&o);
+    char a[128], b[128], x[128], want[256];
+    oidc_jwk_set *set = NULL;
+    jwks_cache_stats st;
+    url_of(a, sizeof(a), "multi-a");
+    url_of(b, sizeof(b), "multi-b");
+    url_of(x, sizeof(x), "multi-c");
+    srv_set(JWKS_K1, 200);
+    CHECK(get_wait(c, a, "k1", &set) == JWKS_READY, "multi-a: %s", WHY);
+    jwk_set_release(set);
+    CHECK(get_wait(c, b, "k1", &set) == JWKS_READY, "multi-b: %s", WHY);
+    jwk_set_release(set);
+    CHECK(get_wait(c, x, "k1", &set) == JWKS_READY, "multi-c: %s", WHY);
+    jwk_set_release(set);
+    jwks_cache_get_stats(c, &st);
+    CHECK(st.evictions == 1, "one issuer forgotten (%lu)", st.evictions);
+    CHECK(jwks_cache_get(c, a, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY)) ==
+              JWKS_UNAVAILABLE,
+          "the least recently used (multi-a) was forgotten");
+    CHECK(jwks_cache_get(c, b, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY)) == JWKS_READY,
+          "multi-b is still cached");
+    jwk_set_release(set);
+    jwks_cache_free(c);
+
+    /* Configured issuers are never forgotten: with max_issuers 1 a second issuer is refused. */
+    o.max_issuers = 1;
+    c = jwks_cache_new(&o);
+    issuer_config ic;
+    memset(&ic, 0, sizeof(ic));
+    ic.issuer_url = a;
+    ic.client_id = ic.ca_cert_pem = ic.issuer_claim = (char *)"";
+    ic.type = ISSUER_TYPE_EMAIL;
+    fulcrum_config cfg = {.issuers = &ic, .n_issuers = 1};
+    jwks_cache_prefetch(c, &cfg);
+    CHECK(poll_ready(c, a, "k1", 3000, &set) == JWKS_READY, "configured issuer prefetched");
+    jwk_set_release(set);
+    struct waitctx w = {0, 0};
+    CHECK(jwks_cache_get(c, b, "", "k1", MB, on_ready, &w, &set, WHY, sizeof(WHY)) ==
+              JWKS_UNAVAILABLE && w.called == 0,
+          "no room next to a configured issuer: UNAVAILABLE at once");
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: the cache already holds 1 issuers, all "
+             "configured or busy",
+             b);
+    CHECK_STREQ(WHY, want, "no room: message");
+    CHECK(jwks_cache_get(c, a, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY)) == JWKS_READY,
+          "the configured issuer is still cached");
+    jwk_set_release(set);
     jwks_cache_free(c);
 }
 
 static void test_failures(void)
 {
-    jwks_cache_options o = {.max_response_bytes = 64 * 1024};
+    jwks_cache_options o = {.max_response_bytes = 64 * 1024, .total_timeout_ms = 700};
     jwks_cache *c = jwks_cache_new(&o);
     oidc_jwk_set *set = NULL;
-    char iss[128], want[256];
+    char iss[128], want[1024];
     jwks_cache_stats st;
     srv_set(JWKS_K1, 200);
 
@@ -396,25 +649,34 @@ static void test_failures(void)
     getsockname(fd, (struct sockaddr *)&sin, &sl);
     close(fd);
     snprintf(iss, sizeof(iss), "http://127.0.0.1:%d", ntohs(sin.sin_port));
-    snprintf(want, sizeof(want), "cannot fetch the OpenID configuration of %s: ", iss);
-    CHECK(get_wait(c, iss, "k1", &set) == JWKS_FAILED && strncmp(WHY, want, strlen(want)) == 0 &&
-              strstr(WHY, "onnect"),
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: ",
+             iss, iss);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE &&
+              strncmp(WHY, want, strlen(want)) == 0 && strstr(WHY, "onnect"),
           "issuer unreachable: %s", WHY);
     CHECK(jwks_cache_get(c, iss, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY)) ==
-                  JWKS_FAILED &&
+                  JWKS_UNAVAILABLE &&
               strncmp(WHY, want, strlen(want)) == 0,
           "the failure is remembered: %s", WHY);
 
     srv_set(NULL, 500);
     url_of(iss, sizeof(iss), "good");
-    CHECK(get_wait(c, iss, "k1", &set) == JWKS_FAILED && strstr(WHY, "HTTP status 500"),
-          "issuer answering 500: %s", WHY);
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: "
+             "HTTP status 500",
+             iss, iss);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE, "issuer answering 500");
+    CHECK_STREQ(WHY, want, "issuer answering 500: message");
     srv_set(NULL, 200);
 
     url_of(iss, sizeof(iss), "mismatch");
-    CHECK(get_wait(c, iss, "k1", &set) == JWKS_FAILED && strstr(WHY, "names issuer") &&
-              strstr(WHY, "/other"),
-          "discovery issuer mismatch: %s", WHY);
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: "
+             "the discovery document names issuer \"%s/other\", expected \"%s\"",
+             iss, iss, S.url, iss);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE, "discovery issuer mismatch");
+    CHECK_STREQ(WHY, want, "discovery issuer mismatch: message");
 
     url_of(iss, sizeof(iss), "redir");
     CHECK(get_wait(c, iss, "k1", &set) == JWKS_READY && set, "same-host redirect followed: %s", WHY);
@@ -422,12 +684,33 @@ static void test_failures(void)
     set = NULL;
 
     url_of(iss, sizeof(iss), "xhost");
-    CHECK(get_wait(c, iss, "k1", &set) == JWKS_FAILED && strstr(WHY, "another host"),
-          "cross-host redirect refused: %s", WHY);
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: "
+             "redirect to another host refused "
+             "(http://localhost:%d/good/.well-known/openid-configuration)",
+             iss, iss, S.port);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE, "cross-host redirect refused");
+    CHECK_STREQ(WHY, want, "cross-host redirect: message");
 
     url_of(iss, sizeof(iss), "big");
-    CHECK(get_wait(c, iss, "k1", &set) == JWKS_FAILED && strstr(WHY, "larger than 65536 bytes"),
-          "oversized JWKS refused: %s", WHY);
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: JWKS %s/jwks: response larger than 65536 bytes",
+             iss, iss);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE, "oversized JWKS refused");
+    CHECK_STREQ(WHY, want, "oversized JWKS: message");
+
+    url_of(iss, sizeof(iss), "hang");
+    snprintf(want, sizeof(want),
+             "could not fetch the keys of issuer %s: discovery %s/.well-known/openid-configuration: "
+             "Operation timed out after ",
+             iss, iss);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(get_wait(c, iss, "k1", &set) == JWKS_UNAVAILABLE && strncmp(WHY, want, strlen(want)) == 0,
+          "issuer that never answers: total timeout: %s", WHY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CHECK(ms >= 650 && ms < 3000, "gave up after the 700 ms total timeout (%ld ms)", ms);
 
     /* URL policy: refused before any network I/O. */
     jwks_cache_stats before;
@@ -438,12 +721,15 @@ static void test_failures(void)
         struct waitctx w = {0, 0};
         enum jwks_result r =
             jwks_cache_get(c, refused[i], "", "k1", MB, on_ready, &w, &set, WHY, sizeof(WHY));
-        CHECK(r == JWKS_FAILED && w.called == 0, "%s refused at once: %s", refused[i], WHY);
+        CHECK(r == JWKS_UNAVAILABLE && w.called == 0, "%s refused at once: %s", refused[i], WHY);
     }
     CHECK(jwks_cache_get(c, "http://example.com", "", "k", MB, on_ready, &(struct waitctx){0, 0},
-                         &set, WHY, sizeof(WHY)) == JWKS_FAILED &&
-              strstr(WHY, "plain http to a non-loopback host"),
-          "reason for plain http: %s", WHY);
+                         &set, WHY, sizeof(WHY)) == JWKS_UNAVAILABLE,
+          "plain http to a non-loopback host");
+    CHECK_STREQ(WHY,
+                "could not fetch the keys of issuer http://example.com: \"http://example.com\" "
+                "uses plain http to a non-loopback host",
+                "reason for plain http");
     jwks_cache_get_stats(c, &st);
     CHECK(st.discovery_fetches == before.discovery_fetches, "no fetch for refused URLs");
     jwks_cache_free(c);
@@ -451,7 +737,8 @@ static void test_failures(void)
 
 static void test_prefetch_and_free(void)
 {
-    jwks_cache *c = jwks_cache_new(NULL);
+    jwks_cache_options o = {.retry_min_ms = 100, .retry_max_ms = 100};
+    jwks_cache *c = jwks_cache_new(&o);
     char good[128], bad[] = "http://example.com";
     url_of(good, sizeof(good), "good");
     issuer_config ics[2];
@@ -463,20 +750,24 @@ static void test_prefetch_and_free(void)
         ics[i].type = ISSUER_TYPE_EMAIL;
     }
     fulcrum_config cfg = {.issuers = ics, .n_issuers = 2};
-    srv_set(JWKS_K1, 200);
+    /* The configured issuer is down at start: it is retried in the background (nobody asks),
+     * and its keys arrive once it is up. */
+    int d0, j0, d1, j1;
+    srv_set(JWKS_K1, 503);
+    srv_counts(&d0, &j0);
     jwks_cache_prefetch(c, &cfg);
+    msleep(600);
+    srv_counts(&d1, &j1);
+    CHECK(d1 - d0 >= 3, "configured issuer down: retried in the background (%d fetches)", d1 - d0);
+    srv_set(NULL, 200);
     oidc_jwk_set *set = NULL;
-    enum jwks_result r = JWKS_FAILED;
-    for (int i = 0; i < 100 && r != JWKS_READY; i++) {
-        usleep(20 * 1000);
-        r = jwks_cache_get(c, good, "", "k1", NULL, NULL, NULL, &set, WHY, sizeof(WHY));
-    }
+    enum jwks_result r = poll_ready(c, good, "k1", 2000, &set);
     CHECK(r == JWKS_READY && set, "prefetched set is READY without a callback: %s", WHY);
     jwk_set_release(set);
     jwks_cache_stats st;
     jwks_cache_get_stats(c, &st);
-    CHECK(st.discovery_fetches == 1, "only the allowed issuer was fetched (%lu)",
-          st.discovery_fetches);
+    CHECK(st.retries + 1 == st.discovery_fetches, "one prefetch, the rest retries (%lu, %lu)",
+          st.retries, st.discovery_fetches);
     jwks_cache_free(c);
 
     /* Freed while a fetch and its waiter are pending: no callback, nothing leaked. */
@@ -506,9 +797,12 @@ int main(void)
     EVP_PKEY_free(k1);
     EVP_PKEY_free(k2);
 
+    test_retry_delay();
     test_ready_pending();
     test_unknown_kid_refetch();
-    test_ttl_rotation_and_stale();
+    test_ttl_stale_and_max_stale();
+    test_backoff();
+    test_eviction();
     test_failures();
     test_prefetch_and_free();
 
