@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Issuance throughput and latency of `fulcrum serve` (ephemeral CA, CT off) under wrk, with
-# many distinct tokens and keys. Loopback only; bounded in time.
-#   bench/run.sh [N_REQUESTS=2000] [DURATION=20s] [CONNECTIONS=32] [KEYS=p256|rsa2048|mixed]
+# Issuance throughput and latency of `fulcrum serve` (ephemeral CA) under wrk, with many distinct
+# tokens and keys. Loopback only; bounded in time.
+#   bench/run.sh [N_REQUESTS=2000] [DURATION=20s] [CONNECTIONS=32] [KEYS=p256|rsa2048|mixed] [CT=off|embedded]
+# CT=embedded runs the embedded Certificate Transparency log (precertificate, log entry committed
+# to SQLite, SCT verified, final certificate) in a fresh state directory; CT=off is --ct-log-url "".
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
-n=${1:-2000}; duration=${2:-20s}; conns=${3:-32}; keys=${4:-p256}
+n=${1:-2000}; duration=${2:-20s}; conns=${3:-32}; keys=${4:-p256}; ct=${5:-off}
+case $ct in
+  off) ct_args=(--ct-log-url "") ;;
+  embedded) ct_args=(--ct-log-url embedded) ;;
+  *) echo "bench: CT must be off or embedded" >&2; exit 2 ;;
+esac
 command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
@@ -23,7 +30,8 @@ echo "bench: minting $n distinct tokens and $keys keys..."
 "$build/fulcrum-bench-gen" "$issuer" "$n" "$tmp/requests.jsonl" "$keys"
 
 "$build/fulcrum" serve --host 127.0.0.1 --port 0 --port-file "$tmp/port" --ca ephemeralca \
-  --config-path "$tmp/config.json" --ct-log-url "" --log-level error 2>"$tmp/fulcrum.log" &
+  --config-path "$tmp/config.json" "${ct_args[@]}" --state-dir "$tmp/state" --log-level error \
+  2>"$tmp/fulcrum.log" &
 fpid=$!; pids+=($fpid)
 for _ in $(seq 100); do [[ -s $tmp/port ]] && break; sleep 0.05; done
 url="http://127.0.0.1:$(cat "$tmp/port")"
@@ -40,3 +48,8 @@ wrk -t2 -c"$conns" -d"$duration" --latency -s "$top/bench/signing.lua" "$url" --
 cpu1=$(awk '{print $14+$15}' /proc/$fpid/stat)
 hz=$(getconf CLK_TCK)
 echo "bench: server CPU during the run: $(( (cpu1 - cpu0) / hz )) s; peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$fpid/status)"
+if [[ $ct == embedded ]]; then
+  sth=$(curl -fsS "$url/ct/v1/get-sth")
+  echo "bench: CT log after the run: $sth"
+  echo "bench: CT log database: $(du -sh "$tmp/state/ctlog" | cut -f1)"
+fi

@@ -76,6 +76,14 @@ void api_handle(struct evhttp_request *req, struct event_base *base, void *arg)
     if (!path || !*path)
         path = "/";
 
+    /* The embedded CT log's RFC 6962 API (ct/ct_log.h), on the CA's listener. */
+    static const char ct_prefix[] = "/ct/v1/";
+    if (svc->ctlog && strncmp(path, ct_prefix, sizeof ct_prefix - 1) == 0) {
+        if (!ct_log_http_handle(svc->ctlog, req, base, path + sizeof ct_prefix - 1))
+            api_reply_error(req, GRPC_NOT_FOUND, "Not Found", NULL);
+        return;
+    }
+
     const struct route *match = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(routes[i].path, path) == 0) {
@@ -99,7 +107,15 @@ void api_handle(struct evhttp_request *req, struct event_base *base, void *arg)
     case R_ROOT_CERT:
         reply_text(req, "application/pem-certificate-chain", svc->root_cert_text);
         return;
-    case R_HEALTHZ: reply_text(req, "application/json", "{\"status\":\"SERVING\"}"); return;
+    case R_HEALTHZ:
+        /* NOT_SERVING while the last signature failed (an HSM that cannot be reached). */
+        if (signer_healthy(svc->signer)) {
+            reply_text(req, "application/json", "{\"status\":\"SERVING\"}");
+        } else {
+            static const char down[] = "{\"status\":\"NOT_SERVING\"}";
+            http_reply(req, 503, "application/json", down, sizeof down - 1);
+        }
+        return;
     default: api_reply_error(req, GRPC_NOT_FOUND, "Not Found", NULL); return;
     }
 }

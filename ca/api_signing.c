@@ -6,9 +6,14 @@
  * key: CSR (parse, policy, self-signature, algorithm) or public key (parse, policy, proof of
  * possession); allowed (key, hash); issue; answer.
  *
- * The only asynchronous step is fetching the issuer's keys: when they are not cached, the
- * request's context waits for the JWKS cache's callback on this worker's event_base and then
- * carries on from there. Everything else runs inline on the worker thread.
+ * Two steps are asynchronous: fetching the issuer's keys (when they are not cached, the
+ * request's context waits for the JWKS cache's callback on this worker's event_base), and, with
+ * Certificate Transparency on, the log submission (fulcio-compat.md §5): precertificate ->
+ * ct_submit_precert -> on_sct (on this worker, with the SCT already verified against the
+ * precertificate) -> final certificate (its TBS correspondence checked before signing) ->
+ * signedCertificateEmbeddedSct (v2) / 201 PEM chain (v1). A log failure answers 500 "Error
+ * entering certificate in CTL" and no certificate exists (the precertificate is poisoned).
+ * Everything else runs inline on the worker thread.
  */
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -35,6 +40,9 @@
 /* How many times a request may wait for a key-set fetch before it must be answered. */
 #define MAX_KEY_WAITS 2
 
+/* Fulcio's message for any CT failure (fulcio-compat.md §1.9 #11). */
+#define MSG_CT_LOG "Error entering certificate in CTL"
+
 struct sign_ctx {
     struct evhttp_request *req;
     struct event_base *base;
@@ -45,6 +53,9 @@ struct sign_ctx {
     char *token;          /* the token used (owned) */
     oidc_token tok;
     const issuer_config *issuer;
+    principal p;          /* set once the claims are read (owned) */
+    X509 *precert;        /* CT: the precertificate while the log has it (owned) */
+    time_t issued_at;     /* CT: notBefore of the precertificate and the final certificate */
 };
 
 static void ctx_free(struct sign_ctx *c)
@@ -55,6 +66,8 @@ static void ctx_free(struct sign_ctx *c)
         free(c->token);
     }
     oidc_token_clear(&c->tok);
+    principal_clear(&c->p);
+    X509_free(c->precert);
     free(c);
 }
 
@@ -95,6 +108,7 @@ static char *pick_token(struct sign_ctx *c)
 
 static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys);
 static void lookup_keys(struct sign_ctx *c);
+static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key);
 
 static void on_keys_ready(void *arg)
 {
@@ -134,7 +148,9 @@ static void lookup_keys(struct sign_ctx *c)
     }
 }
 
-static void answer_v2(struct sign_ctx *c, X509 *cert)
+/* v2 answer: signedCertificateEmbeddedSct {chain} when the SCT is in the certificate,
+ * signedCertificateDetachedSct {chain, signedCertificateTimestamp: ""} when CT is off. */
+static void answer_v2(struct sign_ctx *c, X509 *cert, int embedded)
 {
     char *leaf = service_cert_pem(cert);
     if (!leaf) {
@@ -145,7 +161,10 @@ static void answer_v2(struct sign_ctx *c, X509 *cert)
     json_array_append_new(certs, json_string(leaf));
     for (size_t i = 0; i < c->svc->chain_len; i++)
         json_array_append_new(certs, json_string(c->svc->chain_pem[i]));
-    json_t *root = json_pack("{s:{s:{s:o},s:s}}", "signedCertificateDetachedSct", "chain",
+    json_t *root =
+        embedded ? json_pack("{s:{s:{s:o}}}", "signedCertificateEmbeddedSct", "chain",
+                             "certificates", certs)
+                 : json_pack("{s:{s:{s:o},s:s}}", "signedCertificateDetachedSct", "chain",
                              "certificates", certs, "signedCertificateTimestamp", "");
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
@@ -239,6 +258,11 @@ static void issue_for(struct sign_ctx *c, const principal *p)
         return;
     }
 
+    if (c->svc->ct) {
+        issue_with_ct(c, key);
+        EVP_PKEY_free(key);
+        return;
+    }
     X509 *cert = NULL;
     enum issue_result ir =
         ca_issue_certificate(c->svc->signer, p, key, time(NULL), &cert, why, sizeof why);
@@ -249,14 +273,74 @@ static void issue_for(struct sign_ctx *c, const principal *p)
     }
     if (ir != ISSUE_OK) {
         log_error("ca", "issuance failed: %s", why);
+        fail(c, GRPC_INTERNAL, MSG_CA_BACKEND,
+             signer_healthy(c->svc->signer) ? NULL : "HSM unavailable");
+        return;
+    }
+    if (c->version == 2)
+        answer_v2(c, cert, 0);
+    else
+        answer_v1(c, cert);
+    X509_free(cert);
+}
+
+/* CT, last step (on this worker): the log's SCT, already verified against the precertificate by
+ * the submitter (OpenSSL's SCT_validate) -> the final certificate, whose TBS without the SCT list
+ * is checked to be the precertificate's TBS without the poison, i.e. the very bytes the SCT
+ * signs (so it verifies for the final certificate as clients check it) -> the answer. */
+static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const char *err)
+{
+    struct sign_ctx *c = arg;
+    char why[768] = "";
+    if (!sct) {
+        log_error("ct", "CT log submission failed: %s", err ? err : "no reason given");
+        fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
+        return;
+    }
+    X509 *cert = NULL;
+    enum issue_result ir = ca_issue_final_certificate(c->svc->signer, &c->p, c->precert,
+                                                      c->issued_at, sct, sct_len, &cert, why,
+                                                      sizeof why);
+    if (ir != ISSUE_OK) {
+        log_error("ca", "final certificate failed: %s", why);
         fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, NULL);
         return;
     }
     if (c->version == 2)
-        answer_v2(c, cert);
+        answer_v2(c, cert, 1);
     else
         answer_v1(c, cert);
     X509_free(cert);
+}
+
+/* CT, first steps: precertificate, then hand it to the log; consumes c (now or in on_sct). */
+static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
+{
+    char why[768] = "";
+    c->issued_at = time(NULL);
+    enum issue_result ir = ca_issue_precertificate(c->svc->signer, &c->p, key, c->issued_at,
+                                                   &c->precert, why, sizeof why);
+    if (ir == ISSUE_VALIDATION_ERROR) {
+        fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
+        return;
+    }
+    if (ir != ISSUE_OK) {
+        log_error("ca", "precertificate failed: %s", why);
+        fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, NULL);
+        return;
+    }
+    STACK_OF(X509) *chain = sk_X509_new_null();
+    int ok = chain && sk_X509_push(chain, c->precert);
+    for (int i = 0; ok && i < sk_X509_num(c->svc->signer->chain); i++)
+        ok = sk_X509_push(chain, sk_X509_value(c->svc->signer->chain, i)) > 0;
+    /* The stack borrows the certificates; the submitter takes its own references. */
+    int rc = ok ? ct_submit_precert(c->svc->ct, chain, c->base, on_sct, c, why, sizeof why)
+                : (snprintf(why, sizeof why, "out of memory"), -1);
+    sk_X509_free(chain);
+    if (rc != 0) {
+        log_error("ct", "CT log submission failed: %s", why);
+        fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
+    }
 }
 
 static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
@@ -278,20 +362,19 @@ static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
         fail(c, GRPC_PERMISSION_DENIED, MSG_CLAIM_POLICY, why);
         return;
     }
-    principal p = {0};
-    switch (principal_from_claims(c->svc->cfg, c->issuer, c->tok.claims, &p, why, sizeof why)) {
+    /* The context owns the principal: with CT the final certificate is made after the log
+     * answers. */
+    switch (principal_from_claims(c->svc->cfg, c->issuer, c->tok.claims, &c->p, why,
+                                  sizeof why)) {
     case PRINCIPAL_OK: break;
     case PRINCIPAL_VALIDATION_ERROR:
-        principal_clear(&p);
         fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
         return;
     default:
-        principal_clear(&p);
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
         return;
     }
-    issue_for(c, &p);
-    principal_clear(&p);
+    issue_for(c, &c->p);
 }
 
 void api_signing_cert(struct evhttp_request *req, struct event_base *base, service *svc,

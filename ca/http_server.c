@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -24,15 +25,17 @@ struct worker {
     pthread_t thread;
     struct event_base *base;
     struct evhttp *http;
-    struct evhttp_bound_socket *bound;
-    int fd; /* this worker's dup of the listening socket; evhttp closes it */
+    struct evhttp_bound_socket *bound[HTTP_MAX_LISTEN_FDS]; /* one per listening socket */
+    int fd; /* a dup of a listening socket not yet handed to evhttp (which then closes it) */
 };
 
 struct http_server {
     http_server_options opts;
     http_handler handler;
     void *arg;
-    int listen_fd;
+    int listen_fds[HTTP_MAX_LISTEN_FDS];
+    int nlisten;
+    int from_systemd; /* the listening sockets were passed by the service manager */
     int nworkers;
     struct worker *workers;
 };
@@ -106,17 +109,6 @@ static int open_listener(const char *host, int port, char *why, size_t whylen)
     return fd;
 }
 
-static int bound_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-}
-
 static int write_port_file(const char *path, int port)
 {
     char tmp[4096];
@@ -128,6 +120,220 @@ static int write_port_file(const char *path, int port)
     if (fclose(f) != 0)
         return -1;
     return rename(tmp, path);
+}
+
+
+/* ---- socket activation (sd_listen_fds protocol) ------------------------------------------ */
+
+#define LISTEN_FDS_START 3
+
+static struct {
+    int n;       /* sockets passed to this process, or -1 on a malformed environment */
+    char why[256];
+    char note[160]; /* why variables that were present were not used (logged by the server) */
+    char names[HTTP_MAX_LISTEN_FDS][64];
+} g_lfd;
+static pthread_once_t g_lfd_once = PTHREAD_ONCE_INIT;
+
+static int parse_long(const char *s, long *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void collect_listen_fds(void)
+{
+    char pid_s[32] = "", fds_s[32] = "", names_s[1024] = "";
+    const char *e;
+    int have_pid = (e = getenv("LISTEN_PID")) != NULL;
+    if (have_pid)
+        snprintf(pid_s, sizeof pid_s, "%s", e);
+    int have_fds = (e = getenv("LISTEN_FDS")) != NULL;
+    if (have_fds)
+        snprintf(fds_s, sizeof fds_s, "%s", e);
+    int have_names = (e = getenv("LISTEN_FDNAMES")) != NULL;
+    if (have_names)
+        snprintf(names_s, sizeof names_s, "%s", e);
+    /* Unset whatever happens, as sd_listen_fds(1) does: no child is to inherit them. */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+
+    g_lfd.n = 0;
+    if (!have_pid && !have_fds)
+        return;
+    long pid = 0, n = 0;
+    if (!have_pid || !have_fds) {
+        snprintf(g_lfd.note, sizeof g_lfd.note, "ignoring $%s without $%s",
+                 have_pid ? "LISTEN_PID" : "LISTEN_FDS", have_pid ? "LISTEN_FDS" : "LISTEN_PID");
+        return;
+    }
+    if (parse_long(pid_s, &pid) != 0 || pid == 0) {
+        g_lfd.n = -1;
+        snprintf(g_lfd.why, sizeof g_lfd.why, "socket activation: LISTEN_PID=%.20s is not a "
+                 "process id", pid_s);
+        return;
+    }
+    if ((pid_t)pid != getpid()) {
+        snprintf(g_lfd.note, sizeof g_lfd.note,
+                 "ignoring $LISTEN_FDS: $LISTEN_PID=%ld is not this process (%ld)", pid,
+                 (long)getpid());
+        return;
+    }
+    if (parse_long(fds_s, &n) != 0) {
+        g_lfd.n = -1;
+        snprintf(g_lfd.why, sizeof g_lfd.why, "socket activation: LISTEN_FDS=%.20s is not a "
+                 "count of descriptors", fds_s);
+        return;
+    }
+    if (n > HTTP_MAX_LISTEN_FDS) {
+        g_lfd.n = -1;
+        snprintf(g_lfd.why, sizeof g_lfd.why, "socket activation: LISTEN_FDS=%ld: at most %d "
+                 "listening sockets are supported", n, HTTP_MAX_LISTEN_FDS);
+        return;
+    }
+    for (int i = 0; i < (int)n; i++) {
+        int fd = LISTEN_FDS_START + i;
+        int fl = fcntl(fd, F_GETFD);
+        if (fl < 0) {
+            g_lfd.n = -1;
+            snprintf(g_lfd.why, sizeof g_lfd.why, "socket activation: LISTEN_FDS=%ld but "
+                     "descriptor %d is not open", n, fd);
+            return;
+        }
+        if (!(fl & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+    /* LISTEN_FDNAMES: colon-separated, one per descriptor; optional, and only used in logs. */
+    char *save = NULL, *tok = have_names ? strtok_r(names_s, ":", &save) : NULL;
+    for (int i = 0; i < (int)n && tok; i++, tok = strtok_r(NULL, ":", &save))
+        snprintf(g_lfd.names[i], sizeof g_lfd.names[i], "%s", tok);
+    g_lfd.n = (int)n;
+}
+
+int http_listen_fds(char *why, size_t whylen)
+{
+    pthread_once(&g_lfd_once, collect_listen_fds);
+    if (g_lfd.n < 0 && why && whylen)
+        snprintf(why, whylen, "%s", g_lfd.why);
+    return g_lfd.n;
+}
+
+/* "127.0.0.1:8080", "[::]:8080", "unix:/run/x.sock"; *port = the TCP port or -1. */
+static void describe_socket(int fd, char *out, size_t outlen, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    *port = -1;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        snprintf(out, outlen, "fd %d", fd);
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        *port = ntohs(sin->sin_port);
+        snprintf(out, outlen, "%s:%d", host, *port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        *port = ntohs(sin6->sin6_port);
+        snprintf(out, outlen, "[%s]:%d", host, *port);
+    } else if (ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+                          ? len - offsetof(struct sockaddr_un, sun_path)
+                          : 0;
+        if (plen > 0 && sun->sun_path[0] == '\0') /* abstract */
+            snprintf(out, outlen, "unix:@%.*s", (int)(plen - 1), sun->sun_path + 1);
+        else
+            snprintf(out, outlen, "unix:%.*s", (int)strnlen(sun->sun_path, plen), sun->sun_path);
+    } else {
+        snprintf(out, outlen, "fd %d (family %d)", fd, (int)ss.ss_family);
+    }
+}
+
+/* A passed descriptor must be a listening stream socket of a family evhttp can serve. */
+static int check_passed_socket(int fd, char *why, size_t whylen)
+{
+    int val = 0;
+    socklen_t len = sizeof val;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &val, &len) != 0) {
+        snprintf(why, whylen, "socket activation: descriptor %d is not a socket (%s)", fd,
+                 strerror(errno));
+        return -1;
+    }
+    if (val != SOCK_STREAM) {
+        snprintf(why, whylen, "socket activation: descriptor %d is not a stream socket (type %d; "
+                 "use ListenStream=)", fd, val);
+        return -1;
+    }
+    val = 0;
+    len = sizeof val;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &val, &len) != 0 ||
+        (val != AF_INET && val != AF_INET6 && val != AF_UNIX)) {
+        snprintf(why, whylen, "socket activation: descriptor %d is not an AF_INET, AF_INET6 or "
+                 "AF_UNIX socket", fd);
+        return -1;
+    }
+    val = 0;
+    len = sizeof val;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &val, &len) != 0 || !val) {
+        snprintf(why, whylen, "socket activation: descriptor %d is not listening (Accept=yes "
+                 "is not supported: use Accept=no)", fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)) {
+        snprintf(why, whylen, "socket activation: cannot make descriptor %d non-blocking: %s",
+                 fd, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills srv->listen_fds: the passed sockets, or one bound to host:port. Returns 0 or -1. */
+static int open_listeners(http_server *srv, char *why, size_t whylen)
+{
+    int mode = srv->opts.use_listen_fds;
+    int n = 0;
+    if (mode != HTTP_LISTEN_FDS_OFF) {
+        n = http_listen_fds(why, whylen);
+        if (n < 0)
+            return -1;
+        if (g_lfd.note[0])
+            log_warn("http", "socket activation: %s", g_lfd.note);
+    }
+    if (n == 0 && mode == HTTP_LISTEN_FDS_REQUIRE) {
+        snprintf(why, whylen, "socket activation required but no sockets were passed "
+                 "($LISTEN_FDS/$LISTEN_PID unset or naming another process)");
+        return -1;
+    }
+    if (n == 0) {
+        srv->listen_fds[0] = open_listener(srv->opts.host, srv->opts.port, why, whylen);
+        if (srv->listen_fds[0] < 0)
+            return -1;
+        srv->nlisten = 1;
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (check_passed_socket(LISTEN_FDS_START + i, why, whylen) != 0)
+            return -1;
+    }
+    for (int i = 0; i < n; i++)
+        srv->listen_fds[i] = LISTEN_FDS_START + i;
+    srv->nlisten = n;
+    srv->from_systemd = 1;
+    return 0;
 }
 
 http_server *http_server_new(const http_server_options *opts, http_handler handler, void *arg,
@@ -158,33 +364,60 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         srv->opts.drain_timeout_seconds = 30;
     srv->handler = handler;
     srv->arg = arg;
+    for (int i = 0; i < HTTP_MAX_LISTEN_FDS; i++)
+        srv->listen_fds[i] = -1;
 
-    srv->listen_fd = open_listener(srv->opts.host, srv->opts.port, why, whylen);
-    if (srv->listen_fd < 0) {
-        free(srv);
+    if (open_listeners(srv, why, whylen) != 0) {
+        http_server_free(srv);
         return NULL;
     }
-    int port = bound_port(srv->listen_fd);
-    if (srv->opts.port_file && write_port_file(srv->opts.port_file, port) != 0) {
-        snprintf(why, whylen, "cannot write --port-file %s: %s", srv->opts.port_file,
-                 strerror(errno));
-        close(srv->listen_fd);
-        free(srv);
-        return NULL;
+    /* What is listening, for the log; the port file gets the first TCP port. */
+    char where[1024] = "";
+    size_t used = 0;
+    int port = -1;
+    for (int i = 0; i < srv->nlisten; i++) {
+        char one[160];
+        int p = -1;
+        describe_socket(srv->listen_fds[i], one, sizeof one, &p);
+        if (port < 0)
+            port = p;
+        if (srv->from_systemd && g_lfd.names[i][0] && used < sizeof where)
+            used += (size_t)snprintf(where + used, sizeof where - used, "%s%s (fd %d, %s)",
+                                     i ? ", " : "", one, srv->listen_fds[i], g_lfd.names[i]);
+        else if (srv->from_systemd && used < sizeof where)
+            used += (size_t)snprintf(where + used, sizeof where - used, "%s%s (fd %d)",
+                                     i ? ", " : "", one, srv->listen_fds[i]);
+        else if (used < sizeof where)
+            used += (size_t)snprintf(where + used, sizeof where - used, "%s%s", i ? ", " : "",
+                                     one);
     }
-    srv->nworkers = srv->opts.workers;
-    srv->workers = calloc((size_t)srv->nworkers, sizeof *srv->workers);
+    if (srv->opts.port_file) {
+        if (port < 0) {
+            snprintf(why, whylen, "cannot write --port-file %s: no TCP socket among the "
+                     "listening ones (%s)", srv->opts.port_file, where);
+            http_server_free(srv);
+            return NULL;
+        }
+        if (write_port_file(srv->opts.port_file, port) != 0) {
+            snprintf(why, whylen, "cannot write --port-file %s: %s", srv->opts.port_file,
+                     strerror(errno));
+            http_server_free(srv);
+            return NULL;
+        }
+    }
+    srv->workers = calloc((size_t)srv->opts.workers, sizeof *srv->workers);
     if (!srv->workers) {
-        close(srv->listen_fd);
-        free(srv);
+        http_server_free(srv);
         snprintf(why, whylen, "out of memory");
         return NULL;
     }
+    srv->nworkers = srv->opts.workers;
+    for (int i = 0; i < srv->nworkers; i++)
+        srv->workers[i].fd = -1;
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         w->srv = srv;
         w->id = i;
-        w->fd = -1;
         w->base = event_base_new();
         w->http = w->base ? evhttp_new(w->base) : NULL;
         if (!w->http) {
@@ -199,17 +432,24 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
         evhttp_set_gencb(w->http, on_request, w);
-        w->fd = dup(srv->listen_fd);
-        if (w->fd < 0 ||
-            !(w->bound = evhttp_accept_socket_with_handle(w->http, w->fd))) {
-            snprintf(why, whylen, "cannot accept on the listening socket in worker %d", i);
-            http_server_free(srv);
-            return NULL;
+        for (int j = 0; j < srv->nlisten; j++) {
+            w->fd = fcntl(srv->listen_fds[j], F_DUPFD_CLOEXEC, LISTEN_FDS_START);
+            if (w->fd < 0 ||
+                !(w->bound[j] = evhttp_accept_socket_with_handle(w->http, w->fd))) {
+                snprintf(why, whylen, "cannot accept on listening socket %d in worker %d", j, i);
+                http_server_free(srv);
+                return NULL;
+            }
+            w->fd = -1; /* owned by the bound socket now */
         }
-        w->fd = -1; /* owned by the bound socket now */
     }
-    log_info("http", "listening on %s port %d with %d workers", srv->opts.host, port,
-             srv->nworkers);
+    if (srv->from_systemd)
+        log_info("http", "listening on %d socket%s passed by the service manager (LISTEN_FDS; "
+                 "--host/--port not used): %s; %d workers", srv->nlisten,
+                 srv->nlisten == 1 ? "" : "s", where, srv->nworkers);
+    else
+        log_info("http", "listening on %s port %d (bound by this process) with %d workers",
+                 srv->opts.host, port, srv->nworkers);
     return srv;
 }
 
@@ -224,9 +464,11 @@ static void *worker_main(void *arg)
 static void stop_accepting(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
-    if (w->bound) {
-        evhttp_del_accept_socket(w->http, w->bound);
-        w->bound = NULL;
+    for (int j = 0; j < HTTP_MAX_LISTEN_FDS; j++) {
+        if (w->bound[j]) {
+            evhttp_del_accept_socket(w->http, w->bound[j]);
+            w->bound[j] = NULL;
+        }
     }
 }
 
@@ -326,7 +568,8 @@ void http_server_free(http_server *srv)
             close(w->fd);
     }
     free(srv->workers);
-    if (srv->listen_fd >= 0)
-        close(srv->listen_fd);
+    for (int i = 0; i < srv->nlisten; i++)
+        if (srv->listen_fds[i] >= 0)
+            close(srv->listen_fds[i]);
     free(srv);
 }

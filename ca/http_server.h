@@ -7,6 +7,16 @@
  * (after an asynchronous step) from that same worker's event_base. Every request must be
  * answered exactly once through http_reply() (even if the client went away: libevent frees a
  * detached request when it is answered), which is how draining knows it is done.
+ *
+ * Socket activation (systemd's sd_listen_fds protocol, implemented here without libsystemd):
+ * when $LISTEN_PID equals getpid() and $LISTEN_FDS = n > 0, descriptors 3 .. 3+n-1 are listening
+ * sockets the service manager opened (a .socket unit's ListenStream= lines, in order;
+ * $LISTEN_FDNAMES, optional, names them, colon-separated). The server then accepts on those (all
+ * of them, on every worker) and binds nothing itself: --host/--port are ignored. Each must be a
+ * listening (SO_ACCEPTCONN) SOCK_STREAM socket of family AF_INET, AF_INET6 or AF_UNIX; anything
+ * else fails start-up with a message naming the descriptor, rather than falling back to binding.
+ * The three variables are unset once read (so no child inherits them) and FD_CLOEXEC is set on
+ * the descriptors. --port-file receives the port of the first TCP socket.
  */
 #ifndef FULCRUM_CA_HTTP_SERVER_H
 #define FULCRUM_CA_HTTP_SERVER_H
@@ -24,7 +34,25 @@ typedef struct http_server_options {
     size_t max_header_bytes;   /* default 96 KiB (a token may come in the Authorization header) */
     int idle_timeout_seconds;  /* read/write/idle timeout; default 30 */
     int drain_timeout_seconds; /* how long SIGTERM waits for in-flight requests; default 30 */
+    int use_listen_fds;        /* HTTP_LISTEN_FDS_AUTO (0, default): the sockets systemd passed
+                                  when the environment names this process, else bind host:port;
+                                  HTTP_LISTEN_FDS_OFF: always bind host:port (passed sockets are
+                                  left alone); HTTP_LISTEN_FDS_REQUIRE: fail without them */
 } http_server_options;
+
+enum { HTTP_LISTEN_FDS_AUTO = 0, HTTP_LISTEN_FDS_OFF = -1, HTTP_LISTEN_FDS_REQUIRE = 1 };
+
+/* Most sockets accepted from the service manager; more fail start-up. */
+#define HTTP_MAX_LISTEN_FDS 16
+
+/* Reads and unsets $LISTEN_PID/$LISTEN_FDS/$LISTEN_FDNAMES once per process (later calls return
+ * the first call's result) and sets FD_CLOEXEC on the passed descriptors. Returns how many
+ * sockets were passed to this process (0 when none, or when $LISTEN_PID names another process),
+ * or -1 when the variables are malformed or name more than HTTP_MAX_LISTEN_FDS sockets (`why`
+ * says which). http_server_new() calls it; since unsetenv() is not thread-safe, a program that
+ * starts threads reading the environment (libcurl does) before http_server_new() should call it
+ * first thing in main(). Thread-safe (pthread_once). */
+int http_listen_fds(char *why, size_t whylen);
 
 /* Called for every request on the worker's thread. */
 typedef void (*http_handler)(struct evhttp_request *req, struct event_base *base, void *arg);

@@ -5,11 +5,20 @@
  * pre-issuance check -> sign the TBS through the signer -> add the signature -> encode, parse back
  * and verify against the issuing certificate's key. Anything failing after validation is the
  * CA's fault (ISSUE_CA_ERROR); its reason is for the log, not for the client.
+ *
+ * CT: the precertificate is the same profile with the poison appended (its encoding checked byte
+ * for byte); the final certificate is rebuilt from a fresh parse of the precertificate (poison
+ * deleted, SCT list added last with OpenSSL's own i2d_SCT_LIST method, which writes the TLS list
+ * inside an OCTET STRING, itself inside extnValue), then the TBS correspondence is checked
+ * against a fresh parse of the final certificate before it is signed. (Parses are counted: with
+ * OpenSSL 3.0 each one runs a key decoder, the largest cost of an issuance.)
  */
 #include "ca/issue.h"
 
 #include <openssl/crypto.h>
+#include <openssl/ct.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,36 +155,17 @@ static X509 *reencode_and_verify(X509 *x, X509 *issuing, char *why, size_t whyle
     return final;
 }
 
-enum issue_result ca_issue_certificate(signer *s, const principal *p, EVP_PKEY *client_key,
-                                       time_t now, X509 **out, char *why, size_t whylen)
+/* Checks x, signs its TBS through the signer, attaches the signature, and returns the parsed,
+ * verified result in *out. */
+static enum issue_result check_sign(signer *s, X509 *x, const principal *p, X509 *issuing,
+                                    time_t now, X509 **out, char *why, size_t whylen)
 {
     char r[512] = "";
-    X509 *x = NULL;
     unsigned char *tbs = NULL, *sig = NULL;
     enum issue_result res = ISSUE_CA_ERROR;
 
-    if (out)
-        *out = NULL;
-    if (!s || !p || !client_key || !out) {
-        set_why(why, whylen, "issuance: missing input");
-        return ISSUE_CA_ERROR;
-    }
-    if (!embeddable(p, why, whylen))
-        return ISSUE_VALIDATION_ERROR;
-    X509 *issuing = signer_issuing_cert(s);
-    if (!issuing || !s->sig_alg || s->max_sig_len == 0) {
-        set_why(why, whylen, "issuance: the signer has no issuing certificate or algorithm");
-        return ISSUE_CA_ERROR;
-    }
-
-    x = cert_profile_build(p, client_key, issuing, s->sig_alg, now, r, sizeof r);
-    if (!x) {
-        set_why(why, whylen, "building the certificate: %s", r);
-        goto done;
-    }
     if (preissuance_check(x, p, issuing, s->sig_alg, now, why, whylen) != 0)
-        goto done;
-
+        return ISSUE_CA_ERROR;
     int tbslen = i2d_re_X509_tbs(x, &tbs);
     if (tbslen <= 0) {
         set_why(why, whylen, "issuance: the TBS cannot be encoded");
@@ -201,6 +191,241 @@ enum issue_result ca_issue_certificate(signer *s, const principal *p, EVP_PKEY *
 done:
     OPENSSL_free(tbs);
     free(sig);
+    return res;
+}
+
+/* The DER of the poison extension (ct-notes.md §1.6): critical, extnValue = DER NULL. */
+static const unsigned char POISON_DER[] = {0x30, 0x13, 0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04,
+                                           0x01, 0xd6, 0x79, 0x02, 0x04, 0x03, 0x01, 0x01,
+                                           0xff, 0x04, 0x02, 0x05, 0x00};
+
+/* Appends the poison extension to x and checks its encoding byte for byte. */
+static int add_poison(X509 *x, char *why, size_t whylen)
+{
+    ASN1_NULL *null = ASN1_NULL_new();
+    int ok = null && X509_add1_ext_i2d(x, NID_ct_precert_poison, null, 1, X509V3_ADD_DEFAULT) == 1;
+    ASN1_NULL_free(null);
+    if (!ok) {
+        set_why(why, whylen, "precertificate: cannot add the poison extension");
+        return 0;
+    }
+    int n = X509_get_ext_count(x);
+    unsigned char *der = NULL;
+    int len = n > 0 ? i2d_X509_EXTENSION(X509_get_ext(x, n - 1), &der) : -1;
+    ok = len == (int)sizeof POISON_DER && memcmp(der, POISON_DER, sizeof POISON_DER) == 0 &&
+         X509_get_ext_by_NID(x, NID_ct_precert_poison, -1) == n - 1;
+    OPENSSL_free(der);
+    if (!ok)
+        set_why(why, whylen, "precertificate: the poison extension is not the last one or is "
+                             "not encoded as 30 13 06 0a 2b 06 01 04 01 d6 79 02 04 03 01 01 ff "
+                             "04 02 05 00");
+    return ok;
+}
+
+static enum issue_result issue_profile(signer *s, const principal *p, EVP_PKEY *client_key,
+                                       time_t now, int poison, X509 **out, char *why,
+                                       size_t whylen)
+{
+    char r[512] = "";
+
+    if (out)
+        *out = NULL;
+    if (!s || !p || !client_key || !out) {
+        set_why(why, whylen, "issuance: missing input");
+        return ISSUE_CA_ERROR;
+    }
+    if (!embeddable(p, why, whylen))
+        return ISSUE_VALIDATION_ERROR;
+    X509 *issuing = signer_issuing_cert(s);
+    if (!issuing || !s->sig_alg || s->max_sig_len == 0) {
+        set_why(why, whylen, "issuance: the signer has no issuing certificate or algorithm");
+        return ISSUE_CA_ERROR;
+    }
+    X509 *x = cert_profile_build(p, client_key, issuing, s->sig_alg, now, r, sizeof r);
+    if (!x) {
+        set_why(why, whylen, "building the certificate: %s", r);
+        return ISSUE_CA_ERROR;
+    }
+    enum issue_result res = ISSUE_CA_ERROR;
+    if (!poison || add_poison(x, why, whylen))
+        res = check_sign(s, x, p, issuing, now, out, why, whylen);
+    X509_free(x);
+    return res;
+}
+
+enum issue_result ca_issue_certificate(signer *s, const principal *p, EVP_PKEY *client_key,
+                                       time_t now, X509 **out, char *why, size_t whylen)
+{
+    return issue_profile(s, p, client_key, now, 0, out, why, whylen);
+}
+
+enum issue_result ca_issue_precertificate(signer *s, const principal *p, EVP_PKEY *client_key,
+                                          time_t now, X509 **out, char *why, size_t whylen)
+{
+    return issue_profile(s, p, client_key, now, 1, out, why, whylen);
+}
+
+/* A fresh parse of x's encoding (so what follows reads bytes, not x's in-memory state). */
+static X509 *reparse(X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    if (len <= 0)
+        return NULL;
+    const unsigned char *q = der;
+    X509 *c = d2i_X509(NULL, &q, len);
+    if (c && q != der + len) {
+        X509_free(c);
+        c = NULL;
+    }
+    OPENSSL_free(der);
+    return c;
+}
+
+unsigned char *ca_tbs_without_ext(X509 *cert, int nid, size_t *len)
+{
+    X509 *c = cert ? reparse(cert) : NULL;
+    unsigned char *tbs = NULL;
+    int removed = 0, i;
+    if (!c)
+        return NULL;
+    while ((i = X509_get_ext_by_NID(c, nid, -1)) >= 0) {
+        X509_EXTENSION_free(X509_delete_ext(c, i));
+        removed++;
+    }
+    int n = removed ? i2d_re_X509_tbs(c, &tbs) : -1;
+    X509_free(c);
+    if (n <= 0) {
+        OPENSSL_free(tbs);
+        return NULL;
+    }
+    if (len)
+        *len = (size_t)n;
+    return tbs;
+}
+
+/* The SCT list extension of x holds exactly the one SCT `sct`. */
+static int sct_list_holds(X509 *x, const unsigned char *sct, size_t sct_len)
+{
+    int crit = -1;
+    STACK_OF(SCT) *list = X509_get_ext_d2i(x, NID_ct_precert_scts, &crit, NULL);
+    unsigned char *enc = NULL;
+    int ok = list && crit == 0 && sk_SCT_num(list) == 1;
+    if (ok) {
+        int n = i2o_SCT(sk_SCT_value(list, 0), &enc);
+        ok = n > 0 && (size_t)n == sct_len && memcmp(enc, sct, sct_len) == 0;
+    }
+    OPENSSL_free(enc);
+    SCT_LIST_free(list);
+    return ok;
+}
+
+enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509 *precert,
+                                             time_t now, const unsigned char *sct,
+                                             size_t sct_len, X509 **out, char *why,
+                                             size_t whylen)
+{
+    X509 *x = NULL;
+    STACK_OF(SCT) *list = NULL;
+    SCT *one = NULL;
+    unsigned char *pre_tbs = NULL, *fin_tbs = NULL;
+    size_t pre_len = 0, fin_len = 0;
+    enum issue_result res = ISSUE_CA_ERROR;
+
+    if (out)
+        *out = NULL;
+    if (!s || !p || !precert || !sct || !sct_len || !out) {
+        set_why(why, whylen, "final certificate: missing input");
+        return ISSUE_CA_ERROR;
+    }
+    X509 *issuing = signer_issuing_cert(s);
+    if (!issuing || !s->sig_alg || s->max_sig_len == 0) {
+        set_why(why, whylen, "issuance: the signer has no issuing certificate or algorithm");
+        return ISSUE_CA_ERROR;
+    }
+    x = reparse(precert);
+    if (!x) {
+        set_why(why, whylen, "final certificate: the precertificate does not parse back");
+        goto done;
+    }
+    /* Exactly one poison, the last extension, critical. */
+    int n = X509_get_ext_count(x), pi = X509_get_ext_by_NID(x, NID_ct_precert_poison, -1);
+    if (pi < 0 || pi != n - 1 || X509_get_ext_by_NID(x, NID_ct_precert_poison, pi) >= 0 ||
+        !X509_EXTENSION_get_critical(X509_get_ext(x, pi))) {
+        set_why(why, whylen, "final certificate: the precertificate does not end with exactly "
+                             "one critical poison extension");
+        goto done;
+    }
+    if (X509_get_ext_by_NID(x, NID_ct_precert_scts, -1) >= 0) {
+        set_why(why, whylen, "final certificate: the precertificate already has an SCT list");
+        goto done;
+    }
+    X509_EXTENSION_free(X509_delete_ext(x, pi));
+    /* The precertificate's TBS without the poison, as logs and OpenSSL rebuild it: re-encoded
+     * from a fresh parse of its bytes, the extension deleted. */
+    int plen = i2d_re_X509_tbs(x, &pre_tbs);
+    if (plen <= 0) {
+        set_why(why, whylen, "final certificate: the precertificate TBS cannot be encoded");
+        goto done;
+    }
+    pre_len = (size_t)plen;
+
+    const unsigned char *q = sct;
+    one = o2i_SCT(NULL, &q, sct_len);
+    if (!one || q != sct + sct_len) {
+        set_why(why, whylen, "final certificate: the SCT (%zu bytes) does not parse", sct_len);
+        goto done;
+    }
+    list = sk_SCT_new_null();
+    if (!list || !sk_SCT_push(list, one)) {
+        set_why(why, whylen, "final certificate: out of memory");
+        goto done;
+    }
+    one = NULL; /* owned by list */
+    if (X509_add1_ext_i2d(x, NID_ct_precert_scts, list, 0, X509V3_ADD_DEFAULT) != 1) {
+        set_why(why, whylen, "final certificate: cannot add the SCT list extension");
+        goto done;
+    }
+    /* OpenSSL 3.0's X509_delete_ext/X509_add_ext leave the parsed TBS encoding cached: mark it
+     * stale, or i2d_X509 would still write the precertificate's TBS. */
+    if (i2d_re_X509_tbs(x, NULL) <= 0) {
+        set_why(why, whylen, "final certificate: the TBS cannot be encoded");
+        goto done;
+    }
+    if (X509_get_ext_by_NID(x, NID_ct_precert_scts, -1) != X509_get_ext_count(x) - 1 ||
+        !sct_list_holds(x, sct, sct_len)) {
+        set_why(why, whylen, "final certificate: the SCT list extension is not the last one or "
+                             "does not hold exactly the SCT");
+        goto done;
+    }
+
+    /* The correspondence every log and verifier relies on (ct-notes.md §1.7, §5), on a fresh
+     * parse of the certificate about to be signed. The SCT was verified over pre_tbs, so it
+     * verifies for the final certificate exactly when this holds. */
+    fin_tbs = ca_tbs_without_ext(x, NID_ct_precert_scts, &fin_len);
+    if (!fin_tbs) {
+        set_why(why, whylen, "final certificate: cannot encode the TBS for the correspondence "
+                             "check");
+        goto done;
+    }
+    if (pre_len != fin_len || memcmp(pre_tbs, fin_tbs, pre_len) != 0) {
+        set_why(why, whylen, "final certificate: its TBS without the SCT list (%zu bytes) differs "
+                             "from the precertificate's TBS without the poison (%zu bytes)",
+                fin_len, pre_len);
+        goto done;
+    }
+    res = check_sign(s, x, p, issuing, now, out, why, whylen);
+    if (res == ISSUE_OK && !sct_list_holds(*out, sct, sct_len)) {
+        set_why(why, whylen, "final certificate: the signed certificate lost its SCT");
+        X509_free(*out);
+        *out = NULL;
+        res = ISSUE_CA_ERROR;
+    }
+done:
+    OPENSSL_free(pre_tbs);
+    OPENSSL_free(fin_tbs);
+    SCT_free(one);
+    SCT_LIST_free(list);
     X509_free(x);
     return res;
 }

@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ca/createca_cmd.h"
 #include "ca/serve_cmd.h"
+#include "ca/trusted_root_cmd.h"
+#include "ct/ctlog_cmd.h"
 
 #ifndef FULCRUM_VERSION
 #define FULCRUM_VERSION "0.1.0"
@@ -15,6 +18,9 @@ static void usage(FILE *out)
     fprintf(out, "Usage: fulcrum <command> [flags]\n\n"
                  "Commands:\n"
                  "  serve     run the certificate authority (Fulcio-compatible HTTP API)\n"
+                 "  createca  create a CA (root, optionally an intermediate) inside a PKCS#11 token\n"
+                 "  ctlog     run a Certificate Transparency log (ctlog serve)\n"
+                 "  trusted-root  print a Sigstore trusted_root.json for this instance\n"
                  "  version   print the version\n\n"
                  "Run 'fulcrum <command> --help' for a command's flags.\n");
 }
@@ -28,6 +34,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return serve_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "createca") == 0)
+        return createca_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "ctlog") == 0)
+        return ctlog_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "trusted-root") == 0)
+        return trusted_root_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("fulcrum %s\n", FULCRUM_VERSION);
         return 0;

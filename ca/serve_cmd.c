@@ -14,6 +14,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "hsm/pkcs11_signer.h"
 #include "hsm/signer.h"
 #include "oidc/jwks_cache.h"
 
@@ -33,8 +34,11 @@ static const char builtin_config[] =
     "\"ClientID\":\"sigstore\",\"Type\":\"github-workflow\"}}}";
 
 struct serve_flags {
+    struct pkcs11_options p11; /* --ca pkcs11ca */
     const char *host, *config_path, *ca, *fileca_cert, *fileca_key, *fileca_key_passwd;
     const char *ct_log_url, *port_file, *log_level;
+    const char *state_dir, *ct_log_public_key_path, *ct_log_tls_ca_cert;
+    long ct_log_timeout; /* seconds */
     long port, workers, max_body, idle_timeout;
     int fileca_watch, help;
     long jwks_ttl, jwks_max_stale; /* seconds */
@@ -85,11 +89,20 @@ static signer *make_signer(const struct serve_flags *f, const struct flag *passw
             return NULL;
         }
         s = signer_file_new(f->fileca_cert, f->fileca_key, f->fileca_key_passwd, why, sizeof why);
+    } else if (strcmp(f->ca, "pkcs11ca") == 0) {
+        if ((!f->p11.caroot_id || !*f->p11.caroot_id) &&
+            (!f->p11.ca_cert_path || !*f->p11.ca_cert_path)) {
+            log_error("ca", "--ca pkcs11ca needs --hsm-caroot-id (the CKA_ID of the CA "
+                            "certificate on the token)");
+            return NULL;
+        }
+        s = signer_pkcs11_new(&f->p11, why, sizeof why);
     } else if (!*f->ca) {
-        log_error("ca", "--ca is required: ephemeralca or fileca");
+        log_error("ca", "--ca is required: ephemeralca, fileca or pkcs11ca");
         return NULL;
     } else {
-        log_error("ca", "--ca %s is not supported (supported: ephemeralca, fileca)", f->ca);
+        log_error("ca", "--ca %s is not supported (supported: ephemeralca, fileca, pkcs11ca)",
+                  f->ca);
         return NULL;
     }
     if (!s)
@@ -101,7 +114,9 @@ int serve_main(int argc, char **argv)
 {
     struct serve_flags f = {
         .host = "0.0.0.0", .config_path = DEFAULT_CONFIG_YAML, .ca = "", .fileca_cert = "",
-        .fileca_key = "", .fileca_key_passwd = "", .ct_log_url = "", .port_file = NULL,
+        .fileca_key = "", .fileca_key_passwd = "", .ct_log_url = "embedded", .port_file = NULL,
+        .state_dir = "./fulcrum-state", .ct_log_public_key_path = "", .ct_log_tls_ca_cert = "",
+        .ct_log_timeout = 60,
         .log_level = "info", .port = 8080, .workers = 0, .max_body = 4 << 20,
         .idle_timeout = 30, .fileca_watch = 1,
         .jwks_ttl = 600, .jwks_max_stale = 86400,
@@ -112,7 +127,7 @@ int serve_main(int argc, char **argv)
         {"config-path", NULL, FLAG_STRING, &f.config_path,
          "identity config, Fulcio's JSON or YAML (default /etc/fulcio-config/config.yaml, then "
          ".json, then the built-in issuers)", 0},
-        {"ca", NULL, FLAG_STRING, &f.ca, "CA backend: ephemeralca | fileca (required)", 0},
+        {"ca", NULL, FLAG_STRING, &f.ca, "CA backend: ephemeralca | fileca | pkcs11ca (required)", 0},
         {"fileca-cert", NULL, FLAG_STRING, &f.fileca_cert,
          "fileca: PEM chain, issuing certificate first, root last", 0},
         {"fileca-key", NULL, FLAG_STRING, &f.fileca_key,
@@ -122,7 +137,20 @@ int serve_main(int argc, char **argv)
         {"fileca-watch", NULL, FLAG_BOOL, &f.fileca_watch,
          "fileca: accepted for compatibility; reloading comes with SIGHUP support", 0},
         {"ct-log-url", NULL, FLAG_STRING, &f.ct_log_url,
-         "CT log; only \"\" (CT off) is supported in this version (default \"\")", 0},
+         "Certificate Transparency log: \"embedded\" = Fulcrum's own log in this process (its "
+         "RFC 6962 API served under /ct/v1/ on this listener, state in --state-dir); an http(s) "
+         "URL = an external RFC 6962 log (needs --ct-log-public-key-path); \"\" = CT off, "
+         "certificates carry no SCT (default embedded)", 0},
+        {"state-dir", NULL, FLAG_STRING, &f.state_dir,
+         "embedded CT log: its database and key go to <dir>/ctlog/ (default ./fulcrum-state)", 0},
+        {"ct-log-public-key-path", NULL, FLAG_STRING, &f.ct_log_public_key_path,
+         "external CT log: its PEM public key; every SCT it returns is verified with it", 0},
+        {"ct-log.tls-ca-cert", NULL, FLAG_STRING, &f.ct_log_tls_ca_cert,
+         "external CT log: PEM CA certificate(s) trusted for its https URL (besides the system "
+         "roots)", 0},
+        {"ct-log-timeout", NULL, FLAG_SECONDS, &f.ct_log_timeout,
+         "external CT log: how long one submission may take, retries of transport errors, "
+         "408, 429 and 503 included (default 60s)", 0},
         {"port-file", NULL, FLAG_STRING, &f.port_file,
          "write the bound port to this file once listening", 0},
         {"workers", NULL, FLAG_INT, &f.workers, "HTTP worker threads (default: one per core)", 0},
@@ -137,6 +165,21 @@ int serve_main(int argc, char **argv)
         {"jwks-max-stale", NULL, FLAG_SECONDS, &f.jwks_max_stale,
          "how old an issuer's keys may get while refreshes fail before its tokens are refused "
          "with 500; at least --jwks-ttl (default 24h)", 0},
+        {"pkcs11-config-path", NULL, FLAG_STRING, &f.p11.config_path,
+         "pkcs11ca: crypto11 JSON naming the module (Path), the token (TokenLabel, TokenSerial "
+         "or SlotNumber) and maybe the Pin (default config/crypto11.conf)", 0},
+        {"pkcs11-pin-file", NULL, FLAG_STRING, &f.p11.pin_file,
+         "pkcs11ca: file holding the token's user PIN (else $CREDENTIALS_DIRECTORY/pkcs11-pin, "
+         "else the config's Pin)", 0},
+        {"hsm-caroot-id", NULL, FLAG_STRING, &f.p11.caroot_id,
+         "pkcs11ca: CKA_ID of the CA certificate on the token, as the flag's bytes (\"99\" = "
+         "hex 3939)", 0},
+        {"hsm-key-label", NULL, FLAG_STRING, &f.p11.key_label,
+         "pkcs11ca: CKA_LABEL of the CA private key (default PKCS11CA)", 0},
+        {"hsm-chain-path", NULL, FLAG_STRING, &f.p11.chain_path,
+         "pkcs11ca: PEM certificates above the token's certificate (intermediates, root last)", 0},
+        {"aws-hsm-root-ca-path", NULL, FLAG_STRING, &f.p11.ca_cert_path,
+         "pkcs11ca: the CA certificate from this PEM file instead of the token", 0},
         {"help", "h", FLAG_BOOL, &f.help, "show this help", 0},
     };
     size_t nflags = sizeof flags / sizeof flags[0];
@@ -162,13 +205,26 @@ int serve_main(int argc, char **argv)
         f.fileca_key_passwd = env_pw;
         passwd_flag->set = 1;
     }
-    if (*f.ct_log_url) {
-        log_error("ct", "--ct-log-url %s: CT log submission is not supported by this version; "
-                        "run with --ct-log-url \"\"", f.ct_log_url);
+    if (*f.ct_log_url && strcmp(f.ct_log_url, "embedded") != 0 &&
+        strncmp(f.ct_log_url, "http://", 7) != 0 && strncmp(f.ct_log_url, "https://", 8) != 0) {
+        log_error("ct", "--ct-log-url %s: use \"embedded\", an http(s) URL, or \"\" (CT off)",
+                  f.ct_log_url);
         return 2;
     }
-    log_warn("ct", "Certificate Transparency is OFF (--ct-log-url \"\"): certificates are not "
-                   "logged and carry no SCT");
+    if (*f.ct_log_url && strcmp(f.ct_log_url, "embedded") != 0 && !*f.ct_log_public_key_path) {
+        log_error("ct", "--ct-log-url %s needs --ct-log-public-key-path (the log's PEM public "
+                        "key, used to verify every SCT it returns)", f.ct_log_url);
+        return 2;
+    }
+    if (f.ct_log_timeout < 1 || f.ct_log_timeout > 600) {
+        log_error("ct", "--ct-log-timeout %lds: need 1s..10m", f.ct_log_timeout);
+        return 2;
+    }
+    if (!*f.ct_log_url)
+        log_warn("ct", "WARNING: Certificate Transparency is OFF (--ct-log-url \"\"): "
+                       "certificates are NOT logged, carry NO SCT, and clients that require SCTs "
+                       "(cosign, sigstore-go, sigstore-python, sigstore-js by default) will "
+                       "reject them");
     if (f.port < 0 || f.port > 65535 || f.max_body <= 0 || f.workers < 0 || f.workers > 256) {
         log_error("serve", "invalid --port, --workers or --max-request-body-bytes");
         return 2;
@@ -207,6 +263,18 @@ int serve_main(int argc, char **argv)
     if (!svc) {
         log_error("serve", "%s", why);
         return 1;
+    }
+    if (*f.ct_log_url) {
+        service_ct_options cto = {
+            .url = f.ct_log_url, .state_dir = f.state_dir,
+            .public_key_path = f.ct_log_public_key_path, .tls_ca_file = f.ct_log_tls_ca_cert,
+            .timeout_ms = f.ct_log_timeout * 1000,
+        };
+        if (service_enable_ct(svc, &cto, why, sizeof why) != 0) {
+            log_error("ct", "%s", why);
+            service_free(svc);
+            return 1;
+        }
     }
 
     http_server_options opts = {

@@ -1,10 +1,15 @@
 #include "ca/service.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "common/base64.h"
+#include "common/log.h"
 
 char *service_cert_pem(X509 *cert)
 {
@@ -110,10 +115,117 @@ oom:
     return NULL;
 }
 
+static EVP_PKEY *read_public_key(const char *path, char *why, size_t whylen)
+{
+    BIO *b = BIO_new_file(path, "r");
+    if (!b) {
+        snprintf(why, whylen, "cannot read the CT log public key %.300s: %s", path,
+                 strerror(errno));
+        return NULL;
+    }
+    EVP_PKEY *k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+    BIO_free(b);
+    if (!k)
+        snprintf(why, whylen, "%.300s is not a PEM public key (-----BEGIN PUBLIC KEY-----)", path);
+    return k;
+}
+
+static int enable_embedded(service *svc, const service_ct_options *o, char *why, size_t whylen)
+{
+    const char *dir = o->state_dir && *o->state_dir ? o->state_dir : "./fulcrum-state";
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create the state directory %.300s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    int n = sk_X509_num(svc->signer->chain);
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    if (!roots || n < 1 || !sk_X509_push(roots, sk_X509_value(svc->signer->chain, n - 1))) {
+        sk_X509_free(roots);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    ct_log_options lo = {.state_dir = dir, .roots = roots};
+    char r[768] = "";
+    ct_log *log = ct_log_open(&lo, r, sizeof r);
+    sk_X509_free(roots); /* ct_log_open copies the roots */
+    if (!log) {
+        snprintf(why, whylen, "cannot open the embedded CT log in %.300s/ctlog: %s", dir, r);
+        return -1;
+    }
+    ct_submitter *sub = ct_submitter_embedded(log, r, sizeof r);
+    if (!sub) {
+        ct_log_close(log);
+        snprintf(why, whylen, "embedded CT log: %s", r);
+        return -1;
+    }
+    char *id = b64_encode(ct_submitter_log_id(sub), 32);
+    log_info("ct", "Certificate Transparency: embedded log in %s/ctlog (log ID %s, public key "
+                   "%s/ctlog/public.pem), API served under /ct/v1/; every certificate carries "
+                   "its SCT",
+             dir, id ? id : "?", dir);
+    free(id);
+    service_set_ct(svc, sub, log);
+    return 0;
+}
+
+static int enable_external(service *svc, const service_ct_options *o, char *why, size_t whylen)
+{
+    if (!o->public_key_path || !*o->public_key_path) {
+        snprintf(why, whylen, "--ct-log-url %.300s needs --ct-log-public-key-path (the log's PEM "
+                              "public key, to verify its SCTs)",
+                 o->url);
+        return -1;
+    }
+    EVP_PKEY *key = read_public_key(o->public_key_path, why, whylen);
+    if (!key)
+        return -1;
+    ct_http_options ho = {
+        .url = o->url, .log_key = key,
+        .tls_ca_file = o->tls_ca_file && *o->tls_ca_file ? o->tls_ca_file : NULL,
+        .total_deadline_ms = o->timeout_ms,
+    };
+    char r[768] = "";
+    ct_submitter *sub = ct_submitter_http(&ho, r, sizeof r);
+    EVP_PKEY_free(key);
+    if (!sub) {
+        snprintf(why, whylen, "CT log %.300s: %s", o->url, r);
+        return -1;
+    }
+    char *id = b64_encode(ct_submitter_log_id(sub), 32);
+    log_info("ct", "Certificate Transparency: precertificates go to %s/ct/v1/add-pre-chain "
+                   "(log ID %s); every certificate carries its SCT",
+             o->url, id ? id : "?");
+    free(id);
+    service_set_ct(svc, sub, NULL);
+    return 0;
+}
+
+int service_enable_ct(service *svc, const service_ct_options *o, char *why, size_t whylen)
+{
+    if (!svc || !o || !o->url || !*o->url) {
+        snprintf(why, whylen, "no CT log");
+        return -1;
+    }
+    if (strcmp(o->url, "embedded") == 0)
+        return enable_embedded(svc, o, why, whylen);
+    return enable_external(svc, o, why, whylen);
+}
+
+void service_set_ct(service *svc, ct_submitter *ct, ct_log *log)
+{
+    ct_submitter_free(svc->ct);
+    ct_log_close(svc->ctlog);
+    svc->ct = ct;
+    svc->ctlog = log;
+}
+
 void service_free(service *svc)
 {
     if (!svc)
         return;
+    ct_submitter_free(svc->ct);
+    ct_log_close(svc->ctlog);
     jwks_cache_free(svc->jwks);
     signer_free(svc->signer);
     config_free(svc->cfg);

@@ -7,6 +7,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +31,31 @@ static int verify_signature(const signer *s, const unsigned char *tbs, size_t tb
     return ok;
 }
 
+static int sign_once_more(signer *s, const unsigned char *tbs, size_t tbslen, unsigned char *sig,
+                          size_t *siglen, char *why, size_t whylen);
+
+int signer_healthy(const signer *s)
+{
+    return s && atomic_load_explicit((_Atomic int *)&s->sign_failed, memory_order_relaxed) == 0;
+}
+
 int signer_sign(signer *s, const unsigned char *tbs, size_t tbslen, unsigned char *sig,
                 size_t *siglen, char *why, size_t whylen)
 {
-    char reason[256] = "";
     if (!s || !s->ops || !s->ops->sign || !s->public_key || !sig || !siglen || (!tbs && tbslen)) {
         snprintf(why, whylen, "signer_sign: invalid arguments");
         return -1;
     }
+    int rc = sign_once_more(s, tbs, tbslen, sig, siglen, why, whylen);
+    atomic_store_explicit(&s->sign_failed, rc != 0, memory_order_relaxed);
+    return rc;
+}
+
+/* The sign call, its one retry after SIGNER_RETRY, and the verification. */
+static int sign_once_more(signer *s, const unsigned char *tbs, size_t tbslen, unsigned char *sig,
+                          size_t *siglen, char *why, size_t whylen)
+{
+    char reason[256] = "";
     const size_t cap = *siglen;
     enum signer_status st = s->ops->sign(s->impl, tbs, tbslen, sig, siglen, reason, sizeof reason);
     if (st == SIGNER_RETRY) {

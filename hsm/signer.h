@@ -2,8 +2,8 @@
  * hsm/signer.h: the one interface through which the CA signs.
  *
  * A signer holds (or reaches) one private key and knows the certificate chain that goes with it.
- * Backends: ephemeral (a new P-256 root in memory), file (PEM chain + PKCS#8 key), and later
- * PKCS#11. The key may live outside the process, so signing works on bytes and can fail:
+ * Backends: ephemeral (a new P-256 root in memory), file (PEM chain + PKCS#8 key), and PKCS#11
+ * (hsm/pkcs11_signer.h). The key may live outside the process, so signing works on bytes and can fail:
  * a backend reports SIGNER_RETRY when a second attempt may succeed (a lost HSM session);
  * signer_sign() retries such a failure once before giving up.
  *
@@ -41,12 +41,17 @@ typedef struct signer {
     X509_ALGOR *sig_alg;       /* AlgorithmIdentifier for certificates this key signs (owned) */
     size_t max_sig_len;        /* upper bound for a signature's length */
     STACK_OF(X509) *chain;     /* issuing certificate first, root last (owned) */
+    _Atomic int sign_failed;   /* 1 after signer_sign() finally failed, 0 after it succeeded */
 } signer;
 
 /* Signs and verifies. Retries once after SIGNER_RETRY (calling ops->reconnect first).
  * Returns 0 or -1 with a reason in why. */
 int signer_sign(signer *s, const unsigned char *tbs, size_t tbslen, unsigned char *sig,
                 size_t *siglen, char *why, size_t whylen);
+
+/* Readiness: 0 when the last signer_sign() call failed (after its retry), 1 when it succeeded
+ * or none has run yet. Any thread may call it at any time. */
+int signer_healthy(const signer *s);
 
 /* The issuing certificate (first of the chain). */
 X509 *signer_issuing_cert(const signer *s);

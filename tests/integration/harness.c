@@ -265,6 +265,40 @@ int h_write_file(const char *path, const char *text)
 
 /* ---- child processes ------------------------------------------------------------------- */
 
+/* Set by h_proc_start_listen_fds() for the one spawn() it makes: sockets to hand the child as
+ * descriptors 3.. with the environment of systemd's socket activation. */
+static struct {
+    const int *fds;
+    int nfds;
+    char **envp; /* environ without LISTEN_*, plus LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID */
+    char *pid_var; /* the "LISTEN_PID=" entry, completed in the child */
+} g_spawn_listen;
+
+/* In the child of spawn(): moves the sockets to 3.., sets LISTEN_PID to this process. Only
+ * async-signal-safe calls. Returns 0 or -1. */
+static int child_listen_fds(void)
+{
+    int moved[64];
+    int n = g_spawn_listen.nfds;
+    for (int i = 0; i < n; i++) /* first out of the way of 3..3+n-1 */
+        if ((moved[i] = fcntl(g_spawn_listen.fds[i], F_DUPFD, 3 + n)) < 0)
+            return -1;
+    for (int i = 0; i < n; i++) {
+        if (dup2(moved[i], 3 + i) < 0) /* dup2 leaves FD_CLOEXEC clear: inherited */
+            return -1;
+        close(moved[i]);
+    }
+    char digits[24];
+    int nd = 0;
+    for (unsigned long v = (unsigned long)getpid(); v || nd == 0; v /= 10)
+        digits[nd++] = (char)('0' + v % 10);
+    char *w = g_spawn_listen.pid_var + strlen("LISTEN_PID=");
+    while (nd)
+        *w++ = digits[--nd];
+    *w = '\0';
+    return 0;
+}
+
 static int spawn(h_proc *p, const char *name, char *const argv[])
 {
     if (!g_initialised) {
@@ -304,7 +338,13 @@ static int spawn(h_proc *p, const char *name, char *const argv[])
         if (chdir(g_tmpdir) != 0)
             _exit(127);
         signal(SIGPIPE, SIG_DFL); /* ignored dispositions survive exec; caught ones do not */
-        execv(argv[0], argv);
+        if (g_spawn_listen.envp) {
+            if (child_listen_fds() != 0)
+                _exit(127);
+            execve(argv[0], argv, g_spawn_listen.envp);
+        } else {
+            execv(argv[0], argv);
+        }
         dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
@@ -382,6 +422,56 @@ int h_proc_stop(h_proc *p, int timeout_ms)
     p->wait_status = status;
     forget_child(p->pid);
     return exit_code_of(status);
+}
+
+int h_proc_start(h_proc *p, const char *name, char *const argv[])
+{
+    return spawn(p, name, argv);
+}
+
+int h_proc_start_listen_fds(h_proc *p, const char *name, char *const argv[], const int *fds,
+                            int nfds, const char *fdnames)
+{
+    extern char **environ;
+    if (nfds < 1 || nfds > 64) {
+        harness_err("h_proc_start_listen_fds: %d sockets (1..64)", nfds);
+        return -1;
+    }
+    size_t count = 0;
+    while (environ[count])
+        count++;
+    char **envp = calloc(count + 4, sizeof *envp);
+    char fds_var[32], pid_var[48], *names_var = NULL;
+    if (!envp)
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++)
+        if (strncmp(environ[i], "LISTEN_", 7) != 0)
+            envp[k++] = environ[i];
+    snprintf(fds_var, sizeof fds_var, "LISTEN_FDS=%d", nfds);
+    envp[k++] = fds_var;
+    if (fdnames) {
+        size_t len = strlen("LISTEN_FDNAMES=") + strlen(fdnames) + 1;
+        names_var = malloc(len);
+        if (!names_var) {
+            free(envp);
+            return -1;
+        }
+        snprintf(names_var, len, "LISTEN_FDNAMES=%s", fdnames);
+        envp[k++] = names_var;
+    }
+    snprintf(pid_var, sizeof pid_var, "LISTEN_PID=");
+    envp[k++] = pid_var;
+    envp[k] = NULL;
+    g_spawn_listen.fds = fds;
+    g_spawn_listen.nfds = nfds;
+    g_spawn_listen.envp = envp;
+    g_spawn_listen.pid_var = pid_var;
+    int rc = spawn(p, name, argv);
+    memset(&g_spawn_listen, 0, sizeof g_spawn_listen);
+    free(names_var);
+    free(envp);
+    return rc;
 }
 
 int h_run(const char *name, char *const argv[], int timeout_ms, char **stderr_text)
@@ -730,6 +820,55 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
         if (now_ms() > deadline) {
             harness_err("%s not ready after %d ms (%s)", name, H_START_DEADLINE_MS,
                         listening ? "no 200 from /healthz" : "no port file");
+            h_dump_logs();
+            return -1;
+        }
+        sleep_ms(H_POLL_MS);
+    }
+}
+
+/* ---- CT log (fulcrum ctlog serve) -------------------------------------------------------- */
+
+int h_ctlog_start(h_ctlog *log, const char *name, const char *roots_pem_path,
+                  const char *state_dir, int port)
+{
+    memset(log, 0, sizeof *log);
+    const char *bin = h_env("FULCRUM_BIN");
+    if (!bin)
+        return -1;
+    char port_file[4200], port_text[16];
+    snprintf(port_file, sizeof port_file, "%s/%s.port", g_tmpdir, name);
+    unlink(port_file);
+    snprintf(port_text, sizeof port_text, "%d", port);
+    snprintf(log->state_dir, sizeof log->state_dir, "%s", state_dir);
+    snprintf(log->public_key_path, sizeof log->public_key_path, "%s/ctlog/public.pem", state_dir);
+    char *argv[] = {(char *)bin, "ctlog", "serve", "--host", "127.0.0.1", "--port", port_text,
+                    "--port-file", port_file, "--state-dir", (char *)state_dir, "--roots",
+                    (char *)roots_pem_path, NULL};
+    if (spawn(&log->proc, name, argv) != 0)
+        return -1;
+    long deadline = now_ms() + H_START_DEADLINE_MS;
+    for (;;) {
+        if (!h_proc_alive(&log->proc)) {
+            harness_err("%s exited before it was ready (status %d)", name,
+                        exit_code_of(log->proc.wait_status));
+            h_dump_logs();
+            return -1;
+        }
+        if (!log->port && read_port_file(port_file, &log->port))
+            snprintf(log->url, sizeof log->url, "http://127.0.0.1:%d", log->port);
+        if (log->port) {
+            char url[128];
+            snprintf(url, sizeof url, "%s/healthz", log->url);
+            h_response r;
+            int rc = h_get(url, &r);
+            long status = r.status;
+            h_response_free(&r);
+            if (rc == 0 && status == 200)
+                return 0;
+        }
+        if (now_ms() > deadline) {
+            harness_err("%s not ready after %d ms", name, H_START_DEADLINE_MS);
             h_dump_logs();
             return -1;
         }

@@ -66,6 +66,17 @@ int h_proc_stop(h_proc *p, int timeout_ms);
 /* 1 if the process is still running (reaps it if it has exited). */
 int h_proc_alive(h_proc *p);
 
+/* Starts argv (argv[0] a path) in the temp dir as a child like the others (stdout/stderr in
+ * <tmp>/<name>.stdout/.stderr, killed at exit, stopped with h_proc_stop). Returns 0 or -1. */
+int h_proc_start(h_proc *p, const char *name, char *const argv[]);
+
+/* h_proc_start() with systemd's socket activation: after fork, before exec, the child gets the
+ * sockets fds[0..nfds-1] (the caller's descriptors, left open in the caller) as descriptors
+ * 3..3+nfds-1, and LISTEN_FDS=<nfds>, LISTEN_PID=<the child's pid> and, when fdnames is not NULL,
+ * LISTEN_FDNAMES=<fdnames> in its environment (any other LISTEN_* variable removed). */
+int h_proc_start_listen_fds(h_proc *p, const char *name, char *const argv[], const int *fds,
+                            int nfds, const char *fdnames);
+
 /* Runs argv (argv[0] a path) to completion in the temp dir, waiting at most timeout_ms (then
  * kills it and returns -1). Returns the exit code as h_proc_stop does; *stderr_text (may be NULL)
  * receives what it wrote on stderr (malloc'd). */
@@ -134,6 +145,23 @@ typedef struct h_server {
 /* Writes the config file, starts FULCRUM_BIN serve ... --ct-log-url "", waits (deadline ~20 s) for
  * the port file and a 200 from /healthz. Returns 0 or -1 (printing the server's stderr). */
 int h_server_start(h_server *srv, const h_server_opts *opts);
+
+/* ---- CT log ---------------------------------------------------------------------------- */
+
+typedef struct h_ctlog {
+    h_proc proc;
+    int port;
+    char url[64];                /* "http://127.0.0.1:<port>" = the log prefix */
+    char state_dir[4096];
+    char public_key_path[4200];  /* <state_dir>/ctlog/public.pem */
+} h_ctlog;
+
+/* Starts FULCRUM_BIN ctlog serve --host 127.0.0.1 --port <port> (0 = any free port) with
+ * --state-dir state_dir and --roots roots_pem_path, logging to <tmp>/<name>.std{out,err} (use a
+ * new name for every start), and waits (~20 s) for a 200 from /healthz. The same state_dir and
+ * port restart the same log. Returns 0 or -1. Stop it with h_proc_stop(&log->proc, ...). */
+int h_ctlog_start(h_ctlog *log, const char *name, const char *roots_pem_path,
+                  const char *state_dir, int port);
 
 /* ---- HTTP ------------------------------------------------------------------------------ */
 

@@ -1,6 +1,9 @@
 /*
  * tests/integration/test_signing_api.c: the Fulcio HTTP API of a real `fulcrum serve`, fed with
- * tokens from a real dev issuer, once with --ca ephemeralca and once with --ca fileca.
+ * tokens from a real dev issuer, once with --ca ephemeralca and once with --ca fileca (both with
+ * CT off), then once more with ephemeralca and the embedded CT log (the answers are then
+ * signedCertificateEmbeddedSct and every leaf ends with the SCT list extension; the SCT itself is
+ * checked by test_ct_embedded).
  *
  * Covers: v2 and v1 issuance (token in body / bearer header, RS256 / ES256 tokens, P-256, P-384,
  * RSA-2048, Ed25519 keys, CSRs), the exact leaf profile (fulcio-compat §4), protojson leniency,
@@ -37,6 +40,7 @@ typedef struct suite {
     json_t *bundle_certs;    /* trustBundle chains[0].certificates (owned) */
     STACK_OF(X509) *bundle;  /* parsed bundle_certs */
     X509 *root;              /* last of bundle (borrowed from `bundle`) */
+    int ct;                  /* the embedded CT log is on */
 } suite;
 
 /* ---- request building ------------------------------------------------------------------- */
@@ -196,9 +200,10 @@ static void check_leaf(const suite *s, const char *what, STACK_OF(X509) *chain, 
     /* extensions in Go's order */
     const ASN1_OCTET_STRING *ca_skid = X509_get0_subject_key_id(issuer);
     char want_oids[512];
-    snprintf(want_oids, sizeof want_oids, "2.5.29.15,2.5.29.37,2.5.29.14,%s2.5.29.17,%s,%s%s%s",
+    snprintf(want_oids, sizeof want_oids,
+             "2.5.29.15,2.5.29.37,2.5.29.14,%s2.5.29.17,%s,%s%s%s%s",
              ca_skid ? "2.5.29.35," : "", OID_ISSUER_V1, OID_ISSUER_V2, sub ? "," : "",
-             sub ? OID_TOKEN_SUB : "");
+             sub ? OID_TOKEN_SUB : "", s->ct ? ",1.3.6.1.4.1.11129.2.4.2" : "");
     char *oids = h_ext_oids(leaf);
     CHECK_STREQ(oids, want_oids, "extension OIDs in order");
     free(oids);
@@ -271,13 +276,17 @@ static STACK_OF(X509) *v2_success(const suite *s, const char *what, const h_resp
           what, ct ? ct : "(none)");
     free(ct);
     json_t *j = h_json(r);
-    json_t *d = json_object_get(j, "signedCertificateDetachedSct");
+    json_t *d = json_object_get(j, s->ct ? "signedCertificateEmbeddedSct"
+                                         : "signedCertificateDetachedSct");
     json_t *certs = json_object_get(json_object_get(d, "chain"), "certificates");
     json_t *sct = json_object_get(d, "signedCertificateTimestamp");
-    CHECK(json_object_size(j) == 1 && json_object_size(d) == 2 && json_is_array(certs),
-          "%s/%s: detached response shape: %.300s", s->label, what, r->body);
-    CHECK(json_is_string(sct) && strcmp(json_string_value(sct), "") == 0,
-          "%s/%s: signedCertificateTimestamp is \"\" with CT off", s->label, what);
+    CHECK(json_object_size(j) == 1 && json_object_size(d) == (s->ct ? 1u : 2u) &&
+              json_is_array(certs),
+          "%s/%s: %s response shape: %.300s", s->label, what, s->ct ? "embedded" : "detached",
+          r->body);
+    if (!s->ct)
+        CHECK(json_is_string(sct) && strcmp(json_string_value(sct), "") == 0,
+              "%s/%s: signedCertificateTimestamp is \"\" with CT off", s->label, what);
     int trimmed = json_is_array(certs) && json_array_size(certs) > 0;
     size_t i;
     json_t *pem;
@@ -821,6 +830,13 @@ int main(void)
                            .fileca_key = key,
                            .fileca_passwd = "password123"};
     run_suite(&file, &fopts, cert);
+
+    char state[4200];
+    snprintf(state, sizeof state, "%s/ct-state", h_tmpdir());
+    const char *ct_args[] = {"--ct-log-url", "embedded", "--state-dir", state, NULL};
+    suite ct = {.label = "ephemeralca+ct", .ct = 1};
+    h_server_opts copts = {.ca = "ephemeralca", .issuer = &g_iss, .extra_args = ct_args};
+    run_suite(&ct, &copts, NULL);
 
     int code = h_proc_stop(&g_iss.proc, 5000);
     CHECK(code == 0, "dev issuer exit status %d after SIGTERM, want 0", code);

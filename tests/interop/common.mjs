@@ -1,13 +1,24 @@
 // tests/interop/common.mjs: shared pieces of the sigstore-js interop checks.
 //
 // Environment (set by run.sh): FULCRUM_URL (the running server), ISSUER_URL (the dev issuer,
-// configured in the server as an email issuer with ClientID "sigstore").
+// configured in the server as an email issuer with ClientID "sigstore"), CT_MODE ("embedded":
+// the server runs its embedded CT log; "off": --ct-log-url ""), TRUSTED_ROOT (embedded: the
+// file `fulcrum trusted-root` printed for this server).
 
+import { readFileSync } from 'node:fs';
 import { X509Certificate as NodeX509 } from 'node:crypto';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toSignedEntity, toTrustMaterial, Verifier } from '@sigstore/verify';
 
 export const FULCRUM_URL = mustEnv('FULCRUM_URL');
 export const ISSUER_URL = mustEnv('ISSUER_URL');
+export const CT_MODE = mustEnv('CT_MODE');
+if (CT_MODE !== 'embedded' && CT_MODE !== 'off') {
+  console.error(`CT_MODE must be "embedded" or "off", not "${CT_MODE}"`);
+  process.exit(2);
+}
+export const EMBEDDED = CT_MODE === 'embedded';
+export const TRUSTED_ROOT_PATH = EMBEDDED ? mustEnv('TRUSTED_ROOT') : null;
 
 function mustEnv(name) {
   const v = process.env[name];
@@ -94,13 +105,32 @@ export function trustedRoot(caPems) {
   };
 }
 
+// The trusted_root.json `fulcrum trusted-root` printed (embedded mode), as JSON.
+export function trustedRootJSON() {
+  return JSON.parse(readFileSync(TRUSTED_ROOT_PATH, 'utf8'));
+}
+
+// What the verifier trusts: with the embedded log, the trusted root printed by `fulcrum
+// trusted-root`, read by @sigstore/protobuf-specs' own TrustedRoot.fromJSON (so the field names
+// are checked by the real parser), and at least one verified SCT is required; with CT off, the
+// CA alone and no SCT required. `rootJSON` overrides the trusted root (negative cases).
+export function trustFor(caPems, rootJSON) {
+  if (EMBEDDED || rootJSON) {
+    const root = TrustedRoot.fromJSON(rootJSON || trustedRootJSON());
+    return { material: toTrustMaterial(root), ctlogThreshold: 1 };
+  }
+  return { material: toTrustMaterial(trustedRoot(caPems)), ctlogThreshold: 0 };
+}
+
 // Verifies a sigstore bundle with @sigstore/verify against Fulcrum's CA and an identity policy.
 //
 // There is no Rekor or TSA in this loop, so the bundle carries no timestamp. @sigstore/verify
 // checks the certificate chain and validity at each verified timestamp; we hand it one observed
 // time (now), shaped as a transparency-log timestamp, which is what a Rekor integrated time would
-// be. Thresholds for tlog entries and SCTs are 0 because neither exists here.
-export function verifyBundle(bundle, artifact, caPems, policy) {
+// be. The tlog threshold is 0 (no Rekor here). The SCT threshold is 1 with the embedded CT log
+// (the certificate's SCT must verify against the trusted root's ctlogs) and 0 with CT off;
+// `opts` may override it and the trusted root ({ctlogThreshold, rootJSON}).
+export function verifyBundle(bundle, artifact, caPems, policy, opts = {}) {
   const entity = toSignedEntity(bundle, artifact);
   entity.timestamps.push({
     $case: 'transparency-log',
@@ -113,9 +143,10 @@ export function verifyBundle(bundle, artifact, caPems, policy) {
       canonicalizedBody: Buffer.alloc(0),
     },
   });
-  const verifier = new Verifier(toTrustMaterial(trustedRoot(caPems)), {
+  const trust = trustFor(caPems, opts.rootJSON);
+  const verifier = new Verifier(trust.material, {
     tlogThreshold: 0,
-    ctlogThreshold: 0,
+    ctlogThreshold: opts.ctlogThreshold ?? trust.ctlogThreshold,
     timestampThreshold: 1,
   });
   return verifier.verify(entity, policy);

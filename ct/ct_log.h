@@ -1,0 +1,75 @@
+/*
+ * ct/ct_log.h: Fulcrum's own RFC 6962 (v1) Certificate Transparency log.
+ *
+ * One log = one SQLite database (WAL) + one ECDSA P-256 key + a set of accepted roots. It runs
+ * inside `fulcrum serve` (embedded, the default: the CA submits by a direct call and the log's
+ * API is served on the CA's listener under /ct/v1/) or alone (`fulcrum ctlog serve`).
+ *
+ * Durability: an entry is committed to the database before its SCT is handed out. Submissions
+ * are committed in groups (one transaction per batch_ms window) by the log's writer thread, so
+ * durability does not cost throughput. Stored subtree hashes make inclusion and consistency
+ * proofs a logarithmic number of reads. The writer signs a new STH covering every committed entry
+ * at most sth_interval_ms after the entry (well within 1 s). A resubmitted chain (same leaf
+ * certificate / precertificate TBS) is answered with the original SCT.
+ *
+ * Wire formats: ../shared/ct-notes.md §1 (SCT, MerkleTreeLeaf, STH, extra_data).
+ *
+ * Thread safety: every function may be called from any thread; callbacks run on the caller's
+ * event_base (via event_active), never on the writer thread.
+ */
+#ifndef FULCRUM_CT_CT_LOG_H
+#define FULCRUM_CT_CT_LOG_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "hsm/signer.h"
+
+typedef struct ct_log ct_log;
+
+typedef struct ct_log_options {
+    const char *state_dir;       /* holds ctlog/log.db, ctlog/private.pem (created 0600 when
+                                    absent and no key_signer), ctlog/public.pem (always written) */
+    signer *key_signer;          /* optional: sign SCTs and STHs through this signer (e.g. PKCS#11,
+                                    must be EC P-256); borrowed, must outlive the log */
+    STACK_OF(X509) *roots;       /* accepted roots (copied) */
+    int batch_ms;                /* group-commit window; default 5 */
+    int sth_interval_ms;         /* max delay before a new STH covers new entries; default 250 */
+    int max_get_entries;         /* most entries one get-entries answers; default 1000 */
+} ct_log_options;
+
+ct_log *ct_log_open(const ct_log_options *o, char *why, size_t whylen);
+
+/* Commits what is pending, stops the writer thread, closes the database. NULL-safe. */
+void ct_log_close(ct_log *log);
+
+/* The log's public key (borrowed) and LogID = SHA-256 of its DER SubjectPublicKeyInfo. */
+EVP_PKEY *ct_log_public_key(const ct_log *log);
+const unsigned char *ct_log_id(const ct_log *log); /* 32 bytes */
+
+/* Result of a submission: the TLS-serialised SCT (ct-notes §1.4) on success; on failure
+ * sct == NULL and err says why; client_error = 1 when the chain itself was refused (400),
+ * 0 when the log failed (500). */
+typedef void (*ct_log_add_cb)(void *arg, const unsigned char *sct, size_t sct_len,
+                              const char *err, int client_error);
+
+/* Submits chain[0] (leaf or, with precert = 1, a precertificate carrying the poison) with
+ * chain[1..] up to an accepted root (the root may be omitted if chain[last] is issued by one).
+ * Validation failures are reported at once: returns -1 with why (client's fault). Otherwise
+ * returns 0 and cb runs exactly once on `base`'s thread when the entry is durable (or the
+ * commit failed). */
+int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
+               ct_log_add_cb cb, void *arg, char *why, size_t whylen);
+
+/* Serves the RFC 6962 API: `subpath` is what follows "/ct/v1/" (e.g. "get-sth", without the
+ * query). Answers the request (exactly once, possibly later from `base`) and returns 1, or
+ * returns 0 when subpath is not an RFC 6962 endpoint. */
+int ct_log_http_handle(ct_log *log, struct evhttp_request *req, struct event_base *base,
+                       const char *subpath);
+
+/* Current signed tree size (for metrics and tests). */
+unsigned long long ct_log_tree_size(const ct_log *log);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * ct/log_store.h: the log's SQLite database (WAL, synchronous=FULL: a COMMIT is on disk when
+ * it returns).
+ *
+ * Tables: entries (idx, leaf_input, extra_data, leaf_hash, dedup UNIQUE, sct), nodes (level >= 1,
+ * idx, hash: every complete subtree hash; level 0 is entries.leaf_hash), sths (tree_size,
+ * timestamp, root_hash, signature: every STH signed), meta (key, value: schema version, log ID).
+ *
+ * One connection = one ctlog_db with its prepared statements; a connection is used by one
+ * thread at a time (the writer owns one, readers take one from the log's pool).
+ */
+#ifndef FULCRUM_CT_LOG_STORE_H
+#define FULCRUM_CT_LOG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ct/sct.h"
+
+typedef struct ctlog_db ctlog_db;
+
+typedef struct ctlog_sth {
+    uint64_t tree_size;
+    uint64_t timestamp;
+    unsigned char root[32];
+    unsigned char sig[CTLOG_DS_MAX]; /* DigitallySigned */
+    size_t sig_len;
+} ctlog_sth;
+
+/* writer = 1 creates the schema and sets WAL. Returns NULL with a reason. */
+ctlog_db *ctlog_db_open(const char *path, int writer, char *why, size_t whylen);
+void ctlog_db_close(ctlog_db *db);
+/* The last SQLite error message of this connection. */
+const char *ctlog_db_error(ctlog_db *db);
+
+/* Transactions: write = 1 takes the write lock at once (BEGIN IMMEDIATE). 0 or -1. */
+int ctlog_db_begin(ctlog_db *db, int write);
+int ctlog_db_commit(ctlog_db *db);
+void ctlog_db_rollback(ctlog_db *db);
+
+/* A merkle_node_fn over this connection (ctx = the ctlog_db). */
+int ctlog_db_node(void *db, unsigned level, uint64_t index, unsigned char out[32]);
+/* A merkle_emit_fn storing a node (ctx = the ctlog_db). */
+int ctlog_db_insert_node(void *db, unsigned level, uint64_t index, const unsigned char h[32]);
+
+/* Number of entries (max idx + 1). 0 or -1. */
+int ctlog_db_size(ctlog_db *db, uint64_t *n);
+
+/* Latest STH (largest tree_size): 1 found, 0 none, -1 error. */
+int ctlog_db_latest_sth(ctlog_db *db, ctlog_sth *out);
+int ctlog_db_insert_sth(ctlog_db *db, const ctlog_sth *sth);
+
+/* Calls fn for entries start..end (inclusive) in order; stops early if fn returns non-zero.
+ * Returns 0 or -1. */
+typedef int (*ctlog_row_fn)(void *ctx, uint64_t idx, const unsigned char *leaf, size_t leaf_len,
+                            const unsigned char *extra, size_t extra_len);
+int ctlog_db_entries(ctlog_db *db, uint64_t start, uint64_t end, ctlog_row_fn fn, void *ctx);
+
+/* Smallest index < below whose leaf hash is `hash`: 1 found, 0 none, -1 error. */
+int ctlog_db_find_leaf(ctlog_db *db, const unsigned char hash[32], uint64_t below,
+                       uint64_t *idx);
+
+/* The SCT stored for a dedup key (malloc'd copy): 1 found, 0 none, -1 error. */
+int ctlog_db_find_dedup(ctlog_db *db, const unsigned char key[32], unsigned char **sct,
+                        size_t *len);
+
+/* Inserts an entry: 0 inserted, 1 the dedup key is already there (nothing inserted), -1 error. */
+int ctlog_db_insert_entry(ctlog_db *db, uint64_t idx, const unsigned char *leaf, size_t leaf_len,
+                          const unsigned char *extra, size_t extra_len,
+                          const unsigned char leaf_hash[32], const unsigned char dedup[32],
+                          const unsigned char *sct, size_t sct_len);
+
+/* meta: 1 found (value malloc'd), 0 none, -1 error; put: 0 or -1. */
+int ctlog_db_meta_get(ctlog_db *db, const char *key, unsigned char **val, size_t *len);
+int ctlog_db_meta_put(ctlog_db *db, const char *key, const unsigned char *val, size_t len);
+
+#endif

@@ -1,0 +1,416 @@
+/*
+ * ct/log_writer.c: the log's single writer thread.
+ *
+ * Submissions wait in a queue; the writer takes everything that arrived within batch_ms of the
+ * first one (at most MAX_BATCH) and commits it in one transaction (entries, new subtree nodes).
+ * Only once COMMIT has returned (synchronous=FULL: on disk) are the submitters' callbacks
+ * activated on their own event_base. A failed transaction is rolled back, the in-memory
+ * frontier restored, and every submission of the batch answered with the error.
+ *
+ * A new STH is signed once entries exist past the published one and sth_interval_ms have
+ * passed since the previous STH, so an entry is covered at most sth_interval_ms after its
+ * commit (plus one commit). The STH is stored before it is published.
+ */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/base64.h"
+#include "common/log.h"
+#include "ct/log_internal.h"
+
+#define MAX_BATCH 4096
+#define MAX_QUEUE 65536
+
+struct ctlog_pending {
+    struct ctlog_pending *next;
+    unsigned char *leaf, *extra, *sct;
+    size_t leaf_len, extra_len, sct_len;
+    unsigned char leaf_hash[32], dedup[32];
+    /* the answer */
+    unsigned char *result;
+    size_t result_len;
+    char err[256];
+    int client_error;
+    struct event *ev;
+    ct_log_add_cb cb;
+    void *arg;
+};
+
+uint64_t ctlog_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void pending_free(struct ctlog_pending *p)
+{
+    if (!p)
+        return;
+    free(p->leaf);
+    free(p->extra);
+    free(p->sct);
+    if (p->result != p->sct)
+        free(p->result);
+    if (p->ev)
+        event_free(p->ev);
+    free(p);
+}
+
+/* Runs on the submitter's event_base. */
+static void deliver(evutil_socket_t fd, short what, void *arg)
+{
+    struct ctlog_pending *p = arg;
+    if (p->result)
+        p->cb(p->arg, p->result, p->result_len, NULL, 0);
+    else
+        p->cb(p->arg, NULL, 0, p->err[0] ? p->err : "the log failed", p->client_error);
+    pending_free(p);
+}
+
+static struct ctlog_pending *pending_new(struct event_base *base, ct_log_add_cb cb, void *arg)
+{
+    struct ctlog_pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cb = cb;
+    p->arg = arg;
+    p->ev = event_new(base, -1, 0, deliver, p);
+    if (!p->ev) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void *dup_bytes(const void *src, size_t len)
+{
+    void *p = malloc(len ? len : 1);
+    if (p && len)
+        memcpy(p, src, len);
+    return p;
+}
+
+int ctlog_answer_later(struct event_base *base, ct_log_add_cb cb, void *arg,
+                       const unsigned char *sct, size_t sct_len, const char *err,
+                       int client_error)
+{
+    struct ctlog_pending *p = pending_new(base, cb, arg);
+    if (!p)
+        return -1;
+    if (sct) {
+        p->result = dup_bytes(sct, sct_len);
+        p->result_len = sct_len;
+        if (!p->result) {
+            pending_free(p);
+            return -1;
+        }
+    } else {
+        snprintf(p->err, sizeof p->err, "%s", err ? err : "the log failed");
+        p->client_error = client_error;
+    }
+    event_active(p->ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
+int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
+                        const unsigned char *extra, size_t extra_len,
+                        const unsigned char leaf_hash[32], const unsigned char dedup[32],
+                        const unsigned char *sct, size_t sct_len, struct event_base *base,
+                        ct_log_add_cb cb, void *arg, char *why, size_t whylen)
+{
+    struct ctlog_pending *p = pending_new(base, cb, arg);
+    if (!p) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    p->leaf = dup_bytes(leaf, leaf_len);
+    p->extra = dup_bytes(extra, extra_len);
+    p->sct = dup_bytes(sct, sct_len);
+    p->leaf_len = leaf_len;
+    p->extra_len = extra_len;
+    p->sct_len = sct_len;
+    memcpy(p->leaf_hash, leaf_hash, 32);
+    memcpy(p->dedup, dedup, 32);
+    if (!p->leaf || !p->extra || !p->sct) {
+        pending_free(p);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&log->q_lock);
+    if (log->stopping || !log->thread_started || log->q_len >= MAX_QUEUE) {
+        int stopping = log->stopping || !log->thread_started;
+        pthread_mutex_unlock(&log->q_lock);
+        pending_free(p);
+        snprintf(why, whylen, stopping ? "the log is shutting down"
+                                       : "the log has too many pending submissions");
+        return -1;
+    }
+    if (!log->q_head) {
+        log->q_head = p;
+        log->q_first_ms = ctlog_mono_ms();
+    } else {
+        log->q_tail->next = p;
+    }
+    log->q_tail = p;
+    log->q_len++;
+    pthread_cond_signal(&log->q_cond);
+    pthread_mutex_unlock(&log->q_lock);
+    return 0;
+}
+
+/* ---- STH ---- */
+
+static char *sth_json(const ctlog_sth *s)
+{
+    char *root = b64_encode(s->root, 32);
+    char *sig = b64_encode(s->sig, s->sig_len);
+    char *out = NULL;
+    if (root && sig) {
+        size_t n = strlen(root) + strlen(sig) + 160;
+        out = malloc(n);
+        if (out)
+            snprintf(out, n,
+                     "{\"tree_size\":%" PRIu64 ",\"timestamp\":%" PRIu64
+                     ",\"sha256_root_hash\":\"%s\",\"tree_head_signature\":\"%s\"}",
+                     s->tree_size, s->timestamp, root, sig);
+    }
+    free(root);
+    free(sig);
+    return out;
+}
+
+static int publish_sth(ct_log *log, const ctlog_sth *s)
+{
+    char *json = sth_json(s);
+    if (!json)
+        return -1;
+    pthread_mutex_lock(&log->sth_lock);
+    log->sth = *s;
+    free(log->sth_json);
+    log->sth_json = json;
+    pthread_mutex_unlock(&log->sth_lock);
+    return 0;
+}
+
+/* Signs, stores and publishes an STH over the writer's frontier. */
+static int sign_sth(ct_log *log, char *why, size_t whylen)
+{
+    ctlog_sth prev;
+    ctlog_current_sth(log, &prev);
+    ctlog_sth s = {0};
+    s.tree_size = log->frontier.size;
+    s.timestamp = ctlog_now_ms();
+    if (s.timestamp <= prev.timestamp)
+        s.timestamp = prev.timestamp + 1; /* never go back, even if the clock does */
+    merkle_frontier_root(&log->frontier, s.root);
+    unsigned char input[50];
+    ctlog_sth_input(s.timestamp, s.tree_size, s.root, input);
+    if (ctlog_key_sign(log->key, input, sizeof input, 1, s.sig, &s.sig_len, why, whylen) != 0)
+        return -1;
+    if (ctlog_db_begin(log->wdb, 1) != 0 || ctlog_db_insert_sth(log->wdb, &s) != 0 ||
+        ctlog_db_commit(log->wdb) != 0) {
+        snprintf(why, whylen, "cannot store the STH: %s", ctlog_db_error(log->wdb));
+        ctlog_db_rollback(log->wdb);
+        return -1;
+    }
+    if (publish_sth(log, &s) != 0) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    log->next_sth_ms = ctlog_mono_ms() + (uint64_t)log->sth_interval_ms;
+    return 0;
+}
+
+/* ---- batches ---- */
+
+static int commit_batch(ct_log *log, struct ctlog_pending *batch, char *why, size_t whylen)
+{
+    ctlog_db *db = log->wdb;
+    if (ctlog_db_begin(db, 1) != 0) {
+        snprintf(why, whylen, "cannot begin a transaction: %s", ctlog_db_error(db));
+        return -1;
+    }
+    for (struct ctlog_pending *p = batch; p; p = p->next) {
+        int r = ctlog_db_insert_entry(db, log->frontier.size, p->leaf, p->leaf_len, p->extra,
+                                      p->extra_len, p->leaf_hash, p->dedup, p->sct, p->sct_len);
+        if (r == 0) {
+            if (merkle_frontier_append(&log->frontier, p->leaf_hash, ctlog_db_insert_node, db) !=
+                0) {
+                snprintf(why, whylen, "cannot store a tree node: %s", ctlog_db_error(db));
+                goto fail;
+            }
+            p->result = p->sct;
+            p->result_len = p->sct_len;
+        } else if (r == 1) {
+            if (ctlog_db_find_dedup(db, p->dedup, &p->result, &p->result_len) != 1) {
+                snprintf(why, whylen, "cannot read a duplicate's SCT: %s", ctlog_db_error(db));
+                goto fail;
+            }
+        } else {
+            snprintf(why, whylen, "cannot store an entry: %s", ctlog_db_error(db));
+            goto fail;
+        }
+    }
+    if (ctlog_db_commit(db) != 0) {
+        snprintf(why, whylen, "cannot commit: %s", ctlog_db_error(db));
+        goto fail;
+    }
+    return 0;
+fail:
+    ctlog_db_rollback(db);
+    for (struct ctlog_pending *p = batch; p; p = p->next) {
+        if (p->result && p->result != p->sct)
+            free(p->result);
+        p->result = NULL;
+    }
+    return -1;
+}
+
+static void run_batch(ct_log *log, struct ctlog_pending *batch)
+{
+    merkle_frontier saved = log->frontier;
+    char why[512] = "";
+    if (commit_batch(log, batch, why, sizeof why) != 0) {
+        log->frontier = saved;
+        log_error("ctlog", "a batch of submissions failed: %s", why);
+        for (struct ctlog_pending *p = batch; p; p = p->next)
+            snprintf(p->err, sizeof p->err, "the log could not store the entry");
+    }
+    while (batch) {
+        struct ctlog_pending *p = batch;
+        batch = p->next;
+        p->next = NULL;
+        event_active(p->ev, EV_TIMEOUT, 0); /* p belongs to its base from here on */
+    }
+}
+
+static void wait_until(ct_log *log, uint64_t deadline_ms)
+{
+    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000L};
+    pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts);
+}
+
+static void *writer_main(void *arg)
+{
+    ct_log *log = arg;
+    ctlog_sth cur;
+    pthread_mutex_lock(&log->q_lock);
+    for (;;) {
+        ctlog_current_sth(log, &cur);
+        int behind = log->frontier.size > cur.tree_size;
+        uint64_t now = ctlog_mono_ms();
+        if (behind && (now >= log->next_sth_ms || (log->stopping && !log->q_head))) {
+            pthread_mutex_unlock(&log->q_lock);
+            char why[512] = "";
+            if (sign_sth(log, why, sizeof why) != 0) {
+                log_error("ctlog", "cannot sign an STH: %s", why);
+                log->next_sth_ms = ctlog_mono_ms() + (uint64_t)log->sth_interval_ms;
+                pthread_mutex_lock(&log->q_lock);
+                if (log->stopping && !log->q_head)
+                    break;
+            } else {
+                pthread_mutex_lock(&log->q_lock);
+            }
+            continue;
+        }
+        if (!log->q_head) {
+            if (log->stopping)
+                break;
+            if (behind)
+                wait_until(log, log->next_sth_ms);
+            else
+                pthread_cond_wait(&log->q_cond, &log->q_lock);
+            continue;
+        }
+        uint64_t deadline = log->q_first_ms + (uint64_t)log->batch_ms;
+        if (!log->stopping && log->q_len < MAX_BATCH && ctlog_mono_ms() < deadline) {
+            wait_until(log, deadline);
+            continue;
+        }
+        struct ctlog_pending *batch = log->q_head, *last = batch;
+        size_t n = 1;
+        while (last->next && n < MAX_BATCH) {
+            last = last->next;
+            n++;
+        }
+        log->q_head = last->next;
+        last->next = NULL;
+        if (!log->q_head)
+            log->q_tail = NULL;
+        else
+            log->q_first_ms = ctlog_mono_ms();
+        log->q_len -= n;
+        pthread_mutex_unlock(&log->q_lock);
+        run_batch(log, batch);
+        pthread_mutex_lock(&log->q_lock);
+    }
+    pthread_mutex_unlock(&log->q_lock);
+    return NULL;
+}
+
+int ctlog_writer_start(ct_log *log, char *why, size_t whylen)
+{
+    uint64_t size = 0;
+    if (ctlog_db_size(log->wdb, &size) != 0 ||
+        merkle_frontier_load(&log->frontier, size, ctlog_db_node, log->wdb) != 0) {
+        snprintf(why, whylen, "cannot load the tree from %s: %s", log->db_path,
+                 ctlog_db_error(log->wdb));
+        return -1;
+    }
+    ctlog_sth sth;
+    int have = ctlog_db_latest_sth(log->wdb, &sth);
+    if (have < 0) {
+        snprintf(why, whylen, "cannot read the latest STH: %s", ctlog_db_error(log->wdb));
+        return -1;
+    }
+    if (have) {
+        unsigned char root[32], input[50];
+        if (sth.tree_size > size ||
+            merkle_root(ctlog_db_node, log->wdb, sth.tree_size, root) != 0 ||
+            memcmp(root, sth.root, 32) != 0) {
+            snprintf(why, whylen, "the stored tree does not match the latest STH (size %" PRIu64
+                                  "): the log database is damaged",
+                     sth.tree_size);
+            return -1;
+        }
+        ctlog_sth_input(sth.timestamp, sth.tree_size, sth.root, input);
+        if (!ctlog_ds_verify(ctlog_key_public(log->key), input, sizeof input, sth.sig,
+                             sth.sig_len)) {
+            snprintf(why, whylen, "the latest STH's signature does not verify with the log key");
+            return -1;
+        }
+        if (publish_sth(log, &sth) != 0) {
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
+    }
+    if (!have || sth.tree_size < size) {
+        if (sign_sth(log, why, whylen) != 0)
+            return -1;
+    }
+    log->next_sth_ms = 0;
+    if (pthread_create(&log->thread, NULL, writer_main, log) != 0) {
+        snprintf(why, whylen, "cannot start the log's writer thread");
+        return -1;
+    }
+    pthread_mutex_lock(&log->q_lock);
+    log->thread_started = 1;
+    pthread_mutex_unlock(&log->q_lock);
+    return 0;
+}
+
+void ctlog_writer_stop(ct_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    int started = log->thread_started;
+    log->stopping = 1;
+    pthread_cond_signal(&log->q_cond);
+    pthread_mutex_unlock(&log->q_lock);
+    if (started)
+        pthread_join(log->thread, NULL);
+}

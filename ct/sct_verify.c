@@ -1,0 +1,251 @@
+/*
+ * ct/sct_verify.c: SCT verification with OpenSSL's CT API (o2i_SCT, CTLOG_STORE,
+ * CT_POLICY_EVAL_CTX, SCT_validate).
+ *
+ * OpenSSL 3.0 has no call that adds a CTLOG to a CTLOG_STORE: a store is only filled from a CONF
+ * file ("enabled_logs = <name>" and a [<name>] section with "description" and "key" = base64 DER
+ * SPKI). The verifier writes that text into an anonymous memory file (memfd; a temporary file
+ * that is unlinked at once when memfd is unavailable) and loads it through /proc/self/fd. The
+ * store is loaded once and only read afterwards.
+ */
+#include "ct/sct_verify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/ct.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+struct ct_sct_verifier {
+    EVP_PKEY *key;
+    CTLOG_STORE *store;
+    unsigned char log_id[32];
+};
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (!why || !whylen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t ct_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void hex32(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[b[i] >> 4];
+        out[2 * i + 1] = d[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* An fd holding `text`, positioned anywhere (it is read through /proc/self/fd). */
+static int text_fd(const char *text)
+{
+    int fd = memfd_create("fulcrum-ctlog-store", MFD_CLOEXEC);
+    if (fd < 0) {
+        const char *dir = getenv("TMPDIR");
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fulcrum-ctlog-store-XXXXXX", dir && *dir ? dir : "/tmp");
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        unlink(path);
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            close(fd);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return fd;
+}
+
+static CTLOG_STORE *store_for(EVP_PKEY *key, char *why, size_t whylen)
+{
+    unsigned char *der = NULL;
+    int len = i2d_PUBKEY(key, &der);
+    if (len <= 0) {
+        set_why(why, whylen, "the log's public key cannot be encoded");
+        return NULL;
+    }
+    size_t b64cap = 4 * (((size_t)len + 2) / 3) + 1;
+    char *b64 = malloc(b64cap);
+    char *conf = b64 ? malloc(b64cap + 128) : NULL;
+    CTLOG_STORE *store = NULL;
+    int fd = -1;
+    if (!conf) {
+        set_why(why, whylen, "out of memory");
+        goto done;
+    }
+    EVP_EncodeBlock((unsigned char *)b64, der, len);
+    snprintf(conf, b64cap + 128,
+             "enabled_logs = fulcrum\n[fulcrum]\ndescription = configured log\nkey = %s\n", b64);
+    fd = text_fd(conf);
+    if (fd < 0) {
+        set_why(why, whylen, "cannot create the log store file: %s", strerror(errno));
+        goto done;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    store = CTLOG_STORE_new();
+    if (!store || CTLOG_STORE_load_file(store, path) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        set_why(why, whylen, "OpenSSL cannot load the log's key into a CTLOG_STORE: %s",
+                e ? ERR_reason_error_string(e) : "unknown error");
+        ERR_clear_error();
+        CTLOG_STORE_free(store);
+        store = NULL;
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    free(conf);
+    free(b64);
+    OPENSSL_free(der);
+    return store;
+}
+
+ct_sct_verifier *ct_sct_verifier_new(EVP_PKEY *log_key, char *why, size_t whylen)
+{
+    if (!log_key) {
+        set_why(why, whylen, "no log public key");
+        return NULL;
+    }
+    ct_sct_verifier *v = calloc(1, sizeof *v);
+    if (!v) {
+        set_why(why, whylen, "out of memory");
+        return NULL;
+    }
+    unsigned char *der = NULL;
+    int len = i2d_PUBKEY(log_key, &der);
+    unsigned int mdlen = 0;
+    if (len <= 0 || !EVP_Digest(der, (size_t)len, v->log_id, &mdlen, EVP_sha256(), NULL) ||
+        mdlen != 32) {
+        OPENSSL_free(der);
+        free(v);
+        set_why(why, whylen, "cannot compute the log ID");
+        return NULL;
+    }
+    OPENSSL_free(der);
+    v->store = store_for(log_key, why, whylen);
+    if (!v->store) {
+        free(v);
+        return NULL;
+    }
+    /* The store must find the log under the ID we computed. */
+    if (!CTLOG_STORE_get0_log_by_id(v->store, v->log_id, sizeof v->log_id)) {
+        CTLOG_STORE_free(v->store);
+        free(v);
+        set_why(why, whylen, "OpenSSL's log store does not know the log under its ID");
+        return NULL;
+    }
+    EVP_PKEY_up_ref(log_key);
+    v->key = log_key;
+    return v;
+}
+
+void ct_sct_verifier_free(ct_sct_verifier *v)
+{
+    if (!v)
+        return;
+    CTLOG_STORE_free(v->store);
+    EVP_PKEY_free(v->key);
+    free(v);
+}
+
+const unsigned char *ct_sct_verifier_log_id(const ct_sct_verifier *v)
+{
+    return v ? v->log_id : NULL;
+}
+
+int ct_sct_verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len, X509 *cert,
+                  X509 *issuer, uint64_t now_ms, char *why, size_t whylen)
+{
+    if (!v || !sct || !sct_len || !cert || !issuer) {
+        set_why(why, whylen, "SCT check: missing input");
+        return -1;
+    }
+    const unsigned char *q = sct;
+    SCT *s = o2i_SCT(NULL, &q, sct_len);
+    if (!s || q != sct + sct_len) {
+        SCT_free(s);
+        ERR_clear_error();
+        set_why(why, whylen, "SCT check: the SCT (%zu bytes) is not one TLS-encoded SCT",
+                sct_len);
+        return -1;
+    }
+    int rc = -1;
+    CT_POLICY_EVAL_CTX *ctx = NULL;
+    unsigned char *id = NULL;
+    char got[65], want[65];
+    if (SCT_get_version(s) != SCT_VERSION_V1) {
+        set_why(why, whylen, "SCT check: version %d is not v1", (int)SCT_get_version(s));
+        goto done;
+    }
+    size_t idlen = SCT_get0_log_id(s, &id);
+    if (idlen != 32 || memcmp(id, v->log_id, 32) != 0) {
+        hex32(id, idlen == 32 ? 32 : 0, got);
+        hex32(v->log_id, 32, want);
+        set_why(why, whylen, "SCT check: log ID %s is not the configured log's %s", got, want);
+        goto done;
+    }
+    uint64_t ts = SCT_get_timestamp(s);
+    if (ts > now_ms + CT_SCT_FUTURE_TOLERANCE_MS) {
+        set_why(why, whylen, "SCT check: timestamp %llu ms is more than %llu ms in the future",
+                (unsigned long long)ts, (unsigned long long)CT_SCT_FUTURE_TOLERANCE_MS);
+        goto done;
+    }
+    if (X509_get_ext_by_NID(cert, NID_ct_precert_poison, -1) < 0 &&
+        X509_get_ext_by_NID(cert, NID_ct_precert_scts, -1) < 0) {
+        set_why(why, whylen, "SCT check: the certificate has neither the poison nor an SCT list");
+        goto done;
+    }
+    if (SCT_set_log_entry_type(s, CT_LOG_ENTRY_TYPE_PRECERT) != 1 ||
+        !(ctx = CT_POLICY_EVAL_CTX_new()) || CT_POLICY_EVAL_CTX_set1_cert(ctx, cert) != 1 ||
+        CT_POLICY_EVAL_CTX_set1_issuer(ctx, issuer) != 1) {
+        set_why(why, whylen, "SCT check: cannot set up OpenSSL's evaluation context");
+        goto done;
+    }
+    CT_POLICY_EVAL_CTX_set_shared_CTLOG_STORE(ctx, v->store);
+    CT_POLICY_EVAL_CTX_set_time(ctx, now_ms + CT_SCT_FUTURE_TOLERANCE_MS);
+    int r = SCT_validate(s, ctx);
+    if (r == 1 && SCT_get_validation_status(s) == SCT_VALIDATION_STATUS_VALID) {
+        rc = 0;
+    } else {
+        unsigned long e = ERR_peek_last_error();
+        set_why(why, whylen, "SCT check: OpenSSL says the SCT is %s%s%s",
+                SCT_validation_status_string(s), e ? ": " : "",
+                e ? ERR_reason_error_string(e) : "");
+    }
+done:
+    ERR_clear_error();
+    CT_POLICY_EVAL_CTX_free(ctx);
+    SCT_free(s);
+    return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * ct/submit_embedded.c: submission to a ct_log in the same process by a direct call (no HTTP,
+ * no serialisation of the chain). The log calls back on the submitting worker's event_base once
+ * the entry is durable; the SCT is then verified there like any other (submit_common.c), so a
+ * log bug cannot put a bad SCT into a certificate.
+ *
+ * The submitter borrows the log: the caller keeps it open for the submitter's lifetime and closes
+ * it after ct_submitter_free.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ct/submit_internal.h"
+
+struct embedded {
+    ct_log *log;
+};
+
+static void on_added(void *arg, const unsigned char *sct, size_t sct_len, const char *err,
+                     int client_error)
+{
+    struct ct_submission *sub = arg;
+    char why[CT_ERR_MAX];
+    if (!sct) {
+        snprintf(why, sizeof why, "the embedded log %s: %.600s",
+                 client_error ? "refused the precertificate chain" : "failed",
+                 err && *err ? err : "no reason given");
+        ct_submission_finish(sub, NULL, 0, why);
+        return;
+    }
+    ct_submission_finish(sub, sct, sct_len, NULL);
+}
+
+static int embedded_submit(void *impl, struct ct_submission *sub, char *why, size_t whylen)
+{
+    struct embedded *e = impl;
+    char r[CT_ERR_MAX - 64] = "";
+    if (ct_log_add(e->log, 1, sub->chain, sub->base, on_added, sub, r, sizeof r) != 0) {
+        snprintf(why, whylen, "the embedded log refused the precertificate chain: %s",
+                 *r ? r : "no reason given");
+        return -1;
+    }
+    return 0;
+}
+
+static void embedded_destroy(void *impl)
+{
+    free(impl);
+}
+
+static const struct ct_submitter_ops embedded_ops = {
+    .submit = embedded_submit,
+    .destroy = embedded_destroy,
+};
+
+ct_submitter *ct_submitter_embedded(ct_log *log, char *why, size_t whylen)
+{
+    if (!log) {
+        snprintf(why, whylen, "no log");
+        return NULL;
+    }
+    EVP_PKEY *key = ct_log_public_key(log);
+    if (!key) {
+        snprintf(why, whylen, "the embedded log has no public key");
+        return NULL;
+    }
+    struct embedded *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    e->log = log;
+    return ct_submitter_wrap(&embedded_ops, e, key, why, whylen);
+}

@@ -1,0 +1,62 @@
+/*
+ * ct/submit_internal.h: what the two submitters (submit_embedded.c, submit_http.c) share with
+ * submit_common.c. Not part of the contract.
+ */
+#ifndef FULCRUM_CT_SUBMIT_INTERNAL_H
+#define FULCRUM_CT_SUBMIT_INTERNAL_H
+
+#include <event2/event.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "ct/ct_submit.h"
+#include "ct/sct_verify.h"
+
+#define CT_ERR_MAX 768
+
+/* One ct_submit_precert call, from submission to its one callback. */
+struct ct_submission {
+    ct_submitter *s;
+    STACK_OF(X509) *chain;  /* [precert, issuing CA, ..., root], each up-referenced */
+    struct event_base *base;
+    ct_submit_cb cb;
+    void *arg;
+    /* The outcome, filled before delivery (submit_common.c). */
+    unsigned char *sct;     /* malloc'd, or NULL */
+    size_t sct_len;
+    char err[CT_ERR_MAX];
+    struct event *ev;
+};
+
+struct ct_submitter_ops {
+    /* Starts the submission: returns 0 (the backend will call ct_submission_finish or
+     * ct_submission_finish_async exactly once) or -1 with why (the caller frees sub). */
+    int (*submit)(void *impl, struct ct_submission *sub, char *why, size_t whylen);
+    void (*destroy)(void *impl);
+};
+
+struct ct_submitter {
+    const struct ct_submitter_ops *ops;
+    void *impl;
+    EVP_PKEY *log_key;          /* owned reference */
+    ct_sct_verifier *verifier;
+};
+
+/* Wraps a backend. On failure destroys impl and returns NULL with why. */
+ct_submitter *ct_submitter_wrap(const struct ct_submitter_ops *ops, void *impl, EVP_PKEY *log_key,
+                                char *why, size_t whylen);
+
+/* On sub->base's thread: verifies the SCT (when there is one), calls the callback once, frees
+ * sub. sct is copied. */
+void ct_submission_finish(struct ct_submission *sub, const unsigned char *sct, size_t sct_len,
+                          const char *err);
+
+/* From any thread: records the outcome (takes ownership of the malloc'd sct) and schedules
+ * ct_submission_finish on sub->base. */
+void ct_submission_finish_async(struct ct_submission *sub, unsigned char *sct, size_t sct_len,
+                                const char *err);
+
+/* Frees a submission whose callback will never run. */
+void ct_submission_free(struct ct_submission *sub);
+
+#endif
