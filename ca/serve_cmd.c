@@ -53,6 +53,15 @@ static void usage(const struct flag *flags, size_t n, FILE *out)
     flags_usage(flags, n, out);
 }
 
+/* The flag called `name` (it must exist: the table is static). */
+static struct flag *flag_named(struct flag *flags, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(flags[i].name, name) == 0)
+            return &flags[i];
+    abort();
+}
+
 static fulcrum_config *load_config(const char *path, int path_given)
 {
     char err[1024];
@@ -199,7 +208,7 @@ int serve_main(int argc, char **argv)
     else if (strcmp(f.log_level, "error") == 0)
         log_set_level(LOG_LVL_ERROR);
 
-    struct flag *passwd_flag = &flags[6];
+    struct flag *passwd_flag = flag_named(flags, nflags, "fileca-key-passwd");
     const char *env_pw = getenv("FULCRUM_FILECA_KEY_PASSWD");
     if (!passwd_flag->set && env_pw) {
         f.fileca_key_passwd = env_pw;
@@ -242,7 +251,7 @@ int serve_main(int argc, char **argv)
     evthread_use_pthreads();
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    fulcrum_config *cfg = load_config(f.config_path, flags[2].set);
+    fulcrum_config *cfg = load_config(f.config_path, flag_named(flags, nflags, "config-path")->set);
     if (!cfg)
         return 1;
     signer *sgn = make_signer(&f, passwd_flag);
