@@ -3,7 +3,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build build-asan run stop test test-release test-asan clean
+.PHONY: all build build-asan run stop test test-release test-asan clean install
 
 all: build
 
@@ -34,3 +34,19 @@ test-asan: build-asan
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
+
+# Installs the binary, the systemd units (ExecStart= pointing at $(PREFIX)/bin/fulcrum) and the
+# operator's guide; docs/operators-guide.md says how to deploy from there.
+PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+install: build
+	install -D -m 0755 $(BUILD)/fulcrum $(DESTDIR)$(PREFIX)/bin/fulcrum
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in fulcrum.service fulcrum.socket fulcrum-ctlog.service fulcrum-ctlog.socket; do \
+	  sed 's#/usr/local/bin/fulcrum#$(PREFIX)/bin/fulcrum#g; s#/usr/local/share/doc/fulcrum#$(PREFIX)/share/doc/fulcrum#g' \
+	    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -D -m 0644 docs/operators-guide.md $(DESTDIR)$(PREFIX)/share/doc/fulcrum/operators-guide.md
+	install -d $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/fulcrum.service.d
+	install -m 0644 systemd/examples/*.conf $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/
+	install -m 0644 systemd/examples/fulcrum.service.d/*.conf $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/fulcrum.service.d/

@@ -134,6 +134,7 @@ static struct {
     char names[HTTP_MAX_LISTEN_FDS][64];
 } g_lfd;
 static pthread_once_t g_lfd_once = PTHREAD_ONCE_INIT;
+static int g_lfd_taken; /* a server took the passed sockets (atomic) */
 
 static int parse_long(const char *s, long *out)
 {
@@ -312,6 +313,12 @@ static int open_listeners(http_server *srv, char *why, size_t whylen)
             return -1;
         if (g_lfd.note[0])
             log_warn("http", "socket activation: %s", g_lfd.note);
+        /* The passed sockets belong to one server: the first that takes them closes them. */
+        if (n > 0 && __atomic_exchange_n(&g_lfd_taken, 1, __ATOMIC_SEQ_CST)) {
+            log_warn("http", "socket activation: the passed sockets are already used by another "
+                             "server in this process; binding --host/--port");
+            n = 0;
+        }
     }
     if (n == 0 && mode == HTTP_LISTEN_FDS_REQUIRE) {
         snprintf(why, whylen, "socket activation required but no sockets were passed "

@@ -16,7 +16,9 @@
  * listening (SO_ACCEPTCONN) SOCK_STREAM socket of family AF_INET, AF_INET6 or AF_UNIX; anything
  * else fails start-up with a message naming the descriptor, rather than falling back to binding.
  * The three variables are unset once read (so no child inherits them) and FD_CLOEXEC is set on
- * the descriptors. --port-file receives the port of the first TCP socket.
+ * the descriptors. --port-file receives the port of the first TCP socket. The passed sockets
+ * go to the first server created in the process (which closes them when freed); a later one
+ * binds host:port.
  */
 #ifndef FULCRUM_CA_HTTP_SERVER_H
 #define FULCRUM_CA_HTTP_SERVER_H

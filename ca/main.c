@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ca/createca_cmd.h"
+#include "ca/http_server.h"
 #include "ca/serve_cmd.h"
 #include "ca/trusted_root_cmd.h"
 #include "ct/ctlog_cmd.h"
@@ -32,6 +33,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* Take systemd's sockets ($LISTEN_FDS) before any thread exists: it unsets the variables,
+     * and unsetenv() is not thread-safe. A malformed protocol is reported by the server. */
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "ctlog") == 0)
+        (void)http_listen_fds(NULL, 0);
     if (strcmp(cmd, "serve") == 0)
         return serve_main(argc - 2, argv + 2);
     if (strcmp(cmd, "createca") == 0)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ca/api.h"
+#include "ca/credentials.h"
 #include "ca/http_server.h"
 #include "ca/service.h"
 #include "common/flags.h"
@@ -142,7 +143,7 @@ int serve_main(int argc, char **argv)
         {"fileca-key", NULL, FLAG_STRING, &f.fileca_key,
          "fileca: PEM private key (PKCS#8, encrypted or not)", 0},
         {"fileca-key-passwd", NULL, FLAG_STRING, &f.fileca_key_passwd,
-         "fileca: password of the key (must be given, may be empty; also $FULCRUM_FILECA_KEY_PASSWD)", 0},
+         "fileca: password of the key (must be given, may be empty; also $FULCRUM_FILECA_KEY_PASSWD or the systemd credential fileca-key-passwd)", 0},
         {"fileca-watch", NULL, FLAG_BOOL, &f.fileca_watch,
          "fileca: accepted for compatibility; reloading comes with SIGHUP support", 0},
         {"ct-log-url", NULL, FLAG_STRING, &f.ct_log_url,
@@ -254,9 +255,25 @@ int serve_main(int argc, char **argv)
     fulcrum_config *cfg = load_config(f.config_path, flag_named(flags, nflags, "config-path")->set);
     if (!cfg)
         return 1;
+    /* The key password may also come from the systemd credential fileca-key-passwd. */
+    char *cred_pw = NULL;
+    if (!passwd_flag->set && strcmp(f.ca, "fileca") == 0) {
+        char cwhy[512];
+        int r = credential_read(FILECA_KEY_PASSWD_CREDENTIAL, 0, &cred_pw, cwhy, sizeof cwhy);
+        if (r < 0) {
+            log_error("ca", "%s", cwhy);
+            config_free(cfg);
+            return 1;
+        }
+        if (r == 1) {
+            f.fileca_key_passwd = cred_pw;
+            passwd_flag->set = 1;
+        }
+    }
     signer *sgn = make_signer(&f, passwd_flag);
     if (!sgn) {
         config_free(cfg);
+        credential_free(cred_pw);
         return 1;
     }
     jwks_cache_options jwks_opts = {.ttl_seconds = (int)f.jwks_ttl,
@@ -266,11 +283,13 @@ int serve_main(int argc, char **argv)
         log_error("oidc", "cannot start the JWKS fetcher");
         signer_free(sgn);
         config_free(cfg);
+        credential_free(cred_pw);
         return 1;
     }
     service *svc = service_new(cfg, sgn, jwks, f.ct_log_url, why, sizeof why);
     if (!svc) {
         log_error("serve", "%s", why);
+        credential_free(cred_pw);
         return 1;
     }
     if (*f.ct_log_url) {
@@ -282,6 +301,7 @@ int serve_main(int argc, char **argv)
         if (service_enable_ct(svc, &cto, why, sizeof why) != 0) {
             log_error("ct", "%s", why);
             service_free(svc);
+            credential_free(cred_pw);
             return 1;
         }
     }
@@ -294,6 +314,7 @@ int serve_main(int argc, char **argv)
     if (!srv) {
         log_error("serve", "%s", why);
         service_free(svc);
+        credential_free(cred_pw);
         return 1;
     }
     jwks_cache_prefetch(svc->jwks, svc->cfg);
@@ -301,5 +322,6 @@ int serve_main(int argc, char **argv)
     http_server_free(srv);
     service_free(svc);
     curl_global_cleanup();
+    credential_free(cred_pw);
     return rc == 0 ? 0 : 1;
 }

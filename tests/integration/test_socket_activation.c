@@ -217,6 +217,47 @@ static void test_serves_on_passed_socket(const h_issuer *iss, const char *bin)
     CHECK(h_proc_stop(&p, 10000) == 0, "clean stop on SIGTERM");
 }
 
+/* Two sockets (as two ListenStream= lines): both are served; the port file gets the first. */
+static void test_two_sockets(const char *bin)
+{
+    int p1 = 0, p2 = 0;
+    int fds[2] = {tcp_socket(SOCK_STREAM, 1, &p1), tcp_socket(SOCK_STREAM, 1, &p2)};
+    CHECK(fds[0] >= 0 && fds[1] >= 0, "two listening sockets");
+    if (fds[0] < 0 || fds[1] < 0)
+        return;
+    char config[4200], port_file[4200];
+    snprintf(config, sizeof config, "%s/two.json", h_tmpdir());
+    snprintf(port_file, sizeof port_file, "%s/two.port", h_tmpdir());
+    CHECK(h_write_file(config, "{\"OIDCIssuers\":{}}\n") == 0, "two: config");
+    char *argv[] = {(char *)bin, "serve", "--port-file", port_file, "--config-path", config,
+                    "--ca", "ephemeralca", "--ct-log-url", "", "--workers", "2", NULL};
+    h_proc p;
+    int rc = h_proc_start_listen_fds(&p, "server-two", argv, fds, 2, "first:second");
+    close(fds[0]);
+    close(fds[1]);
+    CHECK(rc == 0, "two: started with LISTEN_FDS=2");
+    if (rc != 0)
+        return;
+    int written = 0;
+    CHECK(wait_port_file(port_file, &p, &written) == 0 && written == p1,
+          "two: port file holds the first socket's port (%d, want %d)", written, p1);
+    int ports[2] = {p1, p2};
+    for (int i = 0; i < 2; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", ports[i]);
+        h_response r;
+        CHECK(h_get(url, &r) == 0 && r.status == 200, "two: /healthz on socket %d: %ld", i + 1,
+              r.status);
+        h_response_free(&r);
+    }
+    char *log = h_read_file(p.stderr_path, NULL);
+    CHECK(log && strstr(log, "listening on 2 sockets passed by the service manager") &&
+              strstr(log, "(fd 3, first)") && strstr(log, "(fd 4, second)"),
+          "two: the log names both sockets");
+    free(log);
+    CHECK(h_proc_stop(&p, 10000) == 0, "two: clean stop");
+}
+
 /* A passed descriptor that is not a listening stream socket: start-up fails, naming it. */
 static void test_refused(const char *bin, int type, int listen_too, const char *name,
                          const char *want)
@@ -257,6 +298,7 @@ int main(void)
         return 1;
     }
     test_serves_on_passed_socket(&iss, bin);
+    test_two_sockets(bin);
     test_refused(bin, SOCK_STREAM, 0, "not-listening",
                  "socket activation: descriptor 3 is not listening");
     test_refused(bin, SOCK_DGRAM, 0, "datagram",

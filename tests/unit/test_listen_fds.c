@@ -133,6 +133,12 @@ static void case_server_uses_socket(void)
     if (f)
         fclose(f);
     unlink(pf);
+    /* A second server in the same process does not reuse the first one's sockets. */
+    http_server_options o2 = {.host = "127.0.0.1", .port = 0, .workers = 1};
+    http_server *srv2 = http_server_new(&o2, noop, NULL, why, sizeof why);
+    CHECK(srv2 != NULL, "a second server binds its own socket: %s", why);
+    http_server_free(srv2);
+    CHECK(fcntl(3, F_GETFD) >= 0, "the second server left descriptor 3 alone");
     http_server_free(srv);
     CHECK(fcntl(3, F_GETFD) < 0, "the server closed the passed socket when freed");
 }
