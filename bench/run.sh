@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Issuance throughput and latency of `fulcrum serve` (ephemeral CA) under wrk, with many distinct
 # tokens and keys. Loopback only; bounded in time.
-#   bench/run.sh [N_REQUESTS=2000] [DURATION=20s] [CONNECTIONS=32] [KEYS=p256|rsa2048|mixed] [CT=off|embedded]
+#   bench/run.sh [N_REQUESTS=2000] [DURATION=20s] [CONNECTIONS=32] [KEYS=p256|rsa2048|mixed] [CT=off|embedded] [CA=ephemeral|pkcs11]
+# CA=pkcs11 signs through a SoftHSM2 token made in the temp dir (scripts/softhsm-ca.sh).
 # CT=embedded runs the embedded Certificate Transparency log (precertificate, log entry committed
 # to SQLite, SCT verified, final certificate) in a fresh state directory; CT=off is --ct-log-url "".
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
-n=${1:-2000}; duration=${2:-20s}; conns=${3:-32}; keys=${4:-p256}; ct=${5:-off}
+n=${1:-2000}; duration=${2:-20s}; conns=${3:-32}; keys=${4:-p256}; ct=${5:-off}; ca=${6:-ephemeral}
 case $ct in
   off) ct_args=(--ct-log-url "") ;;
   embedded) ct_args=(--ct-log-url embedded) ;;
@@ -29,7 +30,15 @@ echo "{\"OIDCIssuers\":{\"$issuer\":{\"IssuerURL\":\"$issuer\",\"ClientID\":\"si
 echo "bench: minting $n distinct tokens and $keys keys..."
 "$build/fulcrum-bench-gen" "$issuer" "$n" "$tmp/requests.jsonl" "$keys"
 
-"$build/fulcrum" serve --host 127.0.0.1 --port 0 --port-file "$tmp/port" --ca ephemeralca \
+ca_args=(--ca ephemeralca)
+if [[ $ca == pkcs11 ]]; then
+  # shellcheck source=../scripts/softhsm-ca.sh
+  source "$top/scripts/softhsm-ca.sh"
+  softhsm_ca_setup "$tmp/softhsm" "$build"
+  ca_args=(--ca pkcs11ca --pkcs11-config-path "$p11_config" --pkcs11-pin-file "$p11_pin"
+           --hsm-caroot-id fulcrum-root)
+fi
+"$build/fulcrum" serve --host 127.0.0.1 --port 0 --port-file "$tmp/port" "${ca_args[@]}" \
   --config-path "$tmp/config.json" "${ct_args[@]}" --state-dir "$tmp/state" --log-level error \
   2>"$tmp/fulcrum.log" &
 fpid=$!; pids+=($fpid)
