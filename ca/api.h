@@ -2,8 +2,16 @@
  * ca/api.h: Fulcio's HTTP API (fulcio-compat.md §1) on top of ca/http_server.h.
  *
  * Routes: POST /api/v2/signingCert, POST /api/v1/signingCert, GET /api/v2/trustBundle,
- * GET /api/v2/configuration, GET /api/v1/rootCert, GET /healthz. Unknown path: 404 code 5;
- * known path with another method: 501 code 12 (grpc-gateway's mapping).
+ * GET /api/v2/configuration, GET /api/v1/rootCert, GET /healthz, GET /readyz. Unknown path: 404
+ * code 5; known path with another method: 501 code 12 (grpc-gateway's mapping).
+ *
+ * /healthz is liveness (Fulcio's: 200 {"status":"SERVING"} whenever the process serves HTTP);
+ * /readyz is readiness: 200 {"status":"READY","checks":{...}} when the CA signs (the last
+ * signature did not fail: signer_healthy), the CT log is reachable (CT off, or the last
+ * submission did not fail) and issuers are loaded (the config has at least one); otherwise 503
+ * {"status":"NOT_READY","checks":{...}} with each check "ok" or why it fails.
+ *
+ * Every request goes through ca/request_log.h (request id, one log line, request metrics).
  */
 #ifndef FULCRUM_CA_API_H
 #define FULCRUM_CA_API_H
@@ -21,6 +29,7 @@ enum grpc_code {
     GRPC_INVALID_ARGUMENT = 3,
     GRPC_NOT_FOUND = 5,
     GRPC_PERMISSION_DENIED = 7,
+    GRPC_RESOURCE_EXHAUSTED = 8, /* 429: a rate limit (ca/rate_limit.h) */
     GRPC_UNIMPLEMENTED = 12,
     GRPC_INTERNAL = 13,
 };
@@ -34,10 +43,14 @@ enum grpc_code {
 #define MSG_KEY_INSECURE "The public key supplied in the request is insecure"
 #define MSG_SIGNATURE_INVALID "The signature supplied in the request could not be verified"
 #define MSG_CA_BACKEND "error communicating with CA backend"
+/* Fulcrum's own (429, code 8, with Retry-After): --rate-limit-identity / --rate-limit-issuer. */
+#define MSG_RATE_LIMITED "Too many certificate requests"
 #define MSG_MARSHAL_CERT "Error marshaling code signing certificate"
 
 /* Answers {"code":code,"message":"<message>[: <detail>]","details":[]} with the HTTP status of
- * the gRPC code. detail may be NULL. Client faults are logged at warn, server faults at error. */
+ * the gRPC code. detail may be NULL. Client faults are logged at warn, server faults at error.
+ * Unless the handler set one, the refusal reason of the request log is derived from the message
+ * (ca/request_log.h). */
 void api_reply_error(struct evhttp_request *req, enum grpc_code code, const char *message,
                      const char *detail);
 

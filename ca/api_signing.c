@@ -19,6 +19,8 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +31,12 @@
 #include "ca/csr.h"
 #include "ca/http_server.h"
 #include "ca/issue.h"
+#include "ca/rate_limit.h"
+#include "ca/request_log.h"
 #include "ca/service.h"
 #include "ca/signing_request.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "oidc/claim_policy.h"
 #include "oidc/jwks_cache.h"
 #include "oidc/principal.h"
@@ -56,7 +61,27 @@ struct sign_ctx {
     principal p;          /* set once the claims are read (owned) */
     X509 *precert;        /* CT: the precertificate while the log has it (owned) */
     time_t issued_at;     /* CT: notBefore of the precertificate and the final certificate */
+    service_snapshot *snap; /* config and signer of this request, from start to end (owned) */
+    double ct_start;      /* CT: when the precertificate was handed to the log */
+    const unsigned char *sct; /* CT: the SCT while on_sct runs (for the audit record) */
+    size_t sct_len;
 };
+
+/* Metrics of the signing endpoints (common/metrics.h). */
+static metric_series *g_new_certs, *g_ct_errors;
+static metric_series *g_ct_seconds;
+static pthread_once_t g_metrics_once = PTHREAD_ONCE_INIT;
+
+static void init_metrics(void)
+{
+    g_new_certs = metric_get0(
+        metrics_counter("fulcio_new_certs", "The total number of certificates generated", NULL));
+    g_ct_seconds = metric_get0(metrics_histogram(
+        "fulcrum_ct_submit_seconds",
+        "Time from handing a precertificate to the CT log to its verified SCT", NULL, NULL, 0));
+    g_ct_errors = metric_get0(metrics_counter(
+        "fulcrum_ct_submit_errors_total", "Precertificates the CT log did not accept", NULL));
+}
 
 static void ctx_free(struct sign_ctx *c)
 {
@@ -68,6 +93,7 @@ static void ctx_free(struct sign_ctx *c)
     oidc_token_clear(&c->tok);
     principal_clear(&c->p);
     X509_free(c->precert);
+    service_snapshot_release(c->snap);
     free(c);
 }
 
@@ -148,6 +174,74 @@ static void lookup_keys(struct sign_ctx *c)
     }
 }
 
+/* The certificate goes out: counted, and the context freed. */
+static void send_certificate(struct sign_ctx *c, int status, const char *type, const char *body,
+                             size_t len)
+{
+    http_reply(c->req, status, type, body, len);
+    metric_inc(g_new_certs);
+    ctx_free(c);
+}
+
+/* An answer waiting for its audit record to be durable. */
+struct delivery {
+    struct sign_ctx *c;
+    int status;
+    const char *type;
+    char *body;
+    size_t len;
+};
+
+static void on_audited(void *arg, int ok)
+{
+    struct delivery *d = arg;
+    if (ok) {
+        send_certificate(d->c, d->status, d->type, d->body, d->len);
+    } else {
+        request_log_set_reason(d->c->req, "audit_log");
+        fail(d->c, GRPC_INTERNAL, MSG_CA_BACKEND,
+             "the certificate could not be recorded in the audit log");
+    }
+    free(d->body);
+    free(d);
+}
+
+/* Answers with `body` (taken over) once the certificate's audit record is durable
+ * (ca/audit_log.h); a certificate that cannot be recorded is not handed out. Consumes c. */
+static void deliver(struct sign_ctx *c, X509 *cert, int status, const char *type, char *body,
+                    size_t len)
+{
+    audit_log *audit = c->svc->audit;
+    if (!audit) {
+        send_certificate(c, status, type, body, len);
+        free(body);
+        return;
+    }
+    char why[256] = "";
+    json_t *sub = json_object_get(c->tok.claims, "sub");
+    audit_entry e = {
+        .cert = cert, .p = &c->p, .oidc_issuer = c->tok.iss, .subject = json_string_value(sub),
+        .sct = c->sct, .sct_len = c->sct_len, .request_id = request_log_id(c->req),
+    };
+    char *line = audit_record_json(&e);
+    struct delivery *d = line ? calloc(1, sizeof *d) : NULL;
+    if (d) {
+        *d = (struct delivery){.c = c, .status = status, .type = type, .body = body, .len = len};
+        if (audit_log_append(audit, line, c->base, on_audited, d, why, sizeof why) == 0) {
+            free(line);
+            return; /* on_audited answers */
+        }
+    }
+    log_error("audit", "cannot queue the audit record of a certificate: %s",
+              line ? why : "cannot render the record");
+    free(line);
+    free(d);
+    free(body);
+    request_log_set_reason(c->req, "audit_log");
+    fail(c, GRPC_INTERNAL, MSG_CA_BACKEND,
+         "the certificate could not be recorded in the audit log");
+}
+
 /* v2 answer: signedCertificateEmbeddedSct {chain} when the SCT is in the certificate,
  * signedCertificateDetachedSct {chain, signedCertificateTimestamp: ""} when CT is off. */
 static void answer_v2(struct sign_ctx *c, X509 *cert, int embedded)
@@ -159,8 +253,8 @@ static void answer_v2(struct sign_ctx *c, X509 *cert, int embedded)
     }
     json_t *certs = json_array();
     json_array_append_new(certs, json_string(leaf));
-    for (size_t i = 0; i < c->svc->chain_len; i++)
-        json_array_append_new(certs, json_string(c->svc->chain_pem[i]));
+    for (size_t i = 0; i < c->snap->chain_len; i++)
+        json_array_append_new(certs, json_string(c->snap->chain_pem[i]));
     json_t *root =
         embedded ? json_pack("{s:{s:{s:o}}}", "signedCertificateEmbeddedSct", "chain",
                              "certificates", certs)
@@ -173,9 +267,7 @@ static void answer_v2(struct sign_ctx *c, X509 *cert, int embedded)
         fail(c, GRPC_INTERNAL, MSG_MARSHAL_CERT, NULL);
         return;
     }
-    http_reply(c->req, 200, "application/json", text, strlen(text));
-    free(text);
-    ctx_free(c);
+    deliver(c, cert, 200, "application/json", text, strlen(text));
 }
 
 static void answer_v1(struct sign_ctx *c, X509 *cert)
@@ -186,8 +278,8 @@ static void answer_v1(struct sign_ctx *c, X509 *cert)
         return;
     }
     size_t total = strlen(leaf) + 1;
-    for (size_t i = 0; i < c->svc->chain_len; i++)
-        total += strlen(c->svc->chain_pem[i]) + 1;
+    for (size_t i = 0; i < c->snap->chain_len; i++)
+        total += strlen(c->snap->chain_pem[i]) + 1;
     char *body = malloc(total);
     if (!body) {
         free(leaf);
@@ -195,12 +287,10 @@ static void answer_v1(struct sign_ctx *c, X509 *cert)
         return;
     }
     size_t off = (size_t)sprintf(body, "%s", leaf);
-    for (size_t i = 0; i < c->svc->chain_len; i++)
-        off += (size_t)sprintf(body + off, "\n%s", c->svc->chain_pem[i]);
+    for (size_t i = 0; i < c->snap->chain_len; i++)
+        off += (size_t)sprintf(body + off, "\n%s", c->snap->chain_pem[i]);
     free(leaf);
-    http_reply(c->req, 201, "application/pem-certificate-chain", body, off);
-    free(body);
-    ctx_free(c);
+    deliver(c, cert, 201, "application/pem-certificate-chain", body, off);
 }
 
 /* From the client's key material to a signed certificate; consumes c. */
@@ -265,7 +355,7 @@ static void issue_for(struct sign_ctx *c, const principal *p)
     }
     X509 *cert = NULL;
     enum issue_result ir =
-        ca_issue_certificate(c->svc->signer, p, key, time(NULL), &cert, why, sizeof why);
+        ca_issue_certificate(c->snap->signer, p, key, time(NULL), &cert, why, sizeof why);
     EVP_PKEY_free(key);
     if (ir == ISSUE_VALIDATION_ERROR) {
         fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
@@ -274,7 +364,7 @@ static void issue_for(struct sign_ctx *c, const principal *p)
     if (ir != ISSUE_OK) {
         log_error("ca", "issuance failed: %s", why);
         fail(c, GRPC_INTERNAL, MSG_CA_BACKEND,
-             signer_healthy(c->svc->signer) ? NULL : "HSM unavailable");
+             signer_healthy(c->snap->signer) ? NULL : "HSM unavailable");
         return;
     }
     if (c->version == 2)
@@ -292,13 +382,16 @@ static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const ch
 {
     struct sign_ctx *c = arg;
     char why[768] = "";
+    metric_observe(g_ct_seconds, metrics_now() - c->ct_start);
+    atomic_store(&c->svc->ct_failing, sct == NULL);
     if (!sct) {
+        metric_inc(g_ct_errors);
         log_error("ct", "CT log submission failed: %s", err ? err : "no reason given");
         fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
         return;
     }
     X509 *cert = NULL;
-    enum issue_result ir = ca_issue_final_certificate(c->svc->signer, &c->p, c->precert,
+    enum issue_result ir = ca_issue_final_certificate(c->snap->signer, &c->p, c->precert,
                                                       c->issued_at, sct, sct_len, &cert, why,
                                                       sizeof why);
     if (ir != ISSUE_OK) {
@@ -306,6 +399,8 @@ static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const ch
         fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, NULL);
         return;
     }
+    c->sct = sct; /* valid until this callback returns: for the audit record */
+    c->sct_len = sct_len;
     if (c->version == 2)
         answer_v2(c, cert, 1);
     else
@@ -318,7 +413,7 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
 {
     char why[768] = "";
     c->issued_at = time(NULL);
-    enum issue_result ir = ca_issue_precertificate(c->svc->signer, &c->p, key, c->issued_at,
+    enum issue_result ir = ca_issue_precertificate(c->snap->signer, &c->p, key, c->issued_at,
                                                    &c->precert, why, sizeof why);
     if (ir == ISSUE_VALIDATION_ERROR) {
         fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
@@ -331,16 +426,60 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
     }
     STACK_OF(X509) *chain = sk_X509_new_null();
     int ok = chain && sk_X509_push(chain, c->precert);
-    for (int i = 0; ok && i < sk_X509_num(c->svc->signer->chain); i++)
-        ok = sk_X509_push(chain, sk_X509_value(c->svc->signer->chain, i)) > 0;
+    for (int i = 0; ok && i < sk_X509_num(c->snap->signer->chain); i++)
+        ok = sk_X509_push(chain, sk_X509_value(c->snap->signer->chain, i)) > 0;
     /* The stack borrows the certificates; the submitter takes its own references. */
+    c->ct_start = metrics_now();
     int rc = ok ? ct_submit_precert(c->svc->ct, chain, c->base, on_sct, c, why, sizeof why)
                 : (snprintf(why, sizeof why, "out of memory"), -1);
     sk_X509_free(chain);
     if (rc != 0) {
+        metric_inc(g_ct_errors);
+        atomic_store(&c->svc->ct_failing, 1);
         log_error("ct", "CT log submission failed: %s", why);
         fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
     }
+}
+
+/* The rate limits (ca/rate_limit.h), charged only for verified tokens so that nobody can spend
+ * another identity's or issuer's tokens: per identity (issuer + SAN) first, then per issuer.
+ * Refused: 429, gRPC code 8, with Retry-After. Returns 1 when the request may go on. */
+static int within_rate_limits(struct sign_ctx *c)
+{
+    service *svc = c->svc;
+    if (!svc->rl_identity && !svc->rl_issuer)
+        return 1;
+    double now = metrics_now();
+    long retry = 0;
+    const char *which = NULL, *limit = NULL, *reason = NULL;
+    char key[1400];
+    snprintf(key, sizeof key, "%.600s\n%.780s", c->tok.iss, c->p.san_value);
+    if (!rate_limiter_take(svc->rl_identity, key, now, &retry)) {
+        which = "identity";
+        limit = svc->rl_identity_text;
+        reason = "rate_limited_identity";
+    } else if (!rate_limiter_take(svc->rl_issuer, c->tok.iss, now, &retry)) {
+        which = "issuer";
+        limit = svc->rl_issuer_text;
+        reason = "rate_limited_issuer";
+    } else {
+        return 1;
+    }
+    char detail[1200], secs[24];
+    if (strcmp(which, "identity") == 0)
+        snprintf(detail, sizeof detail,
+                 "identity \"%.400s\" of issuer %.300s is over its limit of %s "
+                 "(--rate-limit-identity); retry in %ld s",
+                 c->p.san_value, c->tok.iss, limit, retry);
+    else
+        snprintf(detail, sizeof detail,
+                 "issuer %.300s is over its limit of %s (--rate-limit-issuer); retry in %ld s",
+                 c->tok.iss, limit, retry);
+    snprintf(secs, sizeof secs, "%ld", retry);
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", secs);
+    request_log_set_reason(c->req, reason);
+    fail(c, GRPC_RESOURCE_EXHAUSTED, MSG_RATE_LIMITED, detail);
+    return 0;
 }
 
 static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
@@ -364,7 +503,7 @@ static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
     }
     /* The context owns the principal: with CT the final certificate is made after the log
      * answers. */
-    switch (principal_from_claims(c->svc->cfg, c->issuer, c->tok.claims, &c->p, why,
+    switch (principal_from_claims(c->snap->cfg, c->issuer, c->tok.claims, &c->p, why,
                                   sizeof why)) {
     case PRINCIPAL_OK: break;
     case PRINCIPAL_VALIDATION_ERROR:
@@ -374,6 +513,8 @@ static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
         return;
     }
+    if (!within_rate_limits(c))
+        return;
     issue_for(c, &c->p);
 }
 
@@ -388,7 +529,9 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
     c->req = req;
     c->base = base;
     c->svc = svc;
+    c->snap = service_acquire(svc);
     c->version = version;
+    pthread_once(&g_metrics_once, init_metrics);
 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -417,7 +560,8 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, why);
         return;
     }
-    c->issuer = config_find_issuer(svc->cfg, c->tok.iss);
+    request_log_set_issuer(req, c->tok.iss);
+    c->issuer = config_find_issuer(c->snap->cfg, c->tok.iss);
     if (!c->issuer || c->issuer->type == ISSUER_TYPE_UNKNOWN) {
         char detail[600];
         snprintf(detail, sizeof detail, "issuer \"%.400s\" is not configured on this server",

@@ -37,12 +37,6 @@ struct token_key {
     EVP_PKEY *pub;
 };
 
-struct session {
-    p11_module mod;
-    CK_SESSION_HANDLE s;
-    char token[64];
-};
-
 static void usage(const struct flag *flags, size_t n, FILE *out)
 {
     fprintf(out, "Usage: fulcrum createca [flags]\n\n"
@@ -71,53 +65,19 @@ static int parse_key_type(const char *s, enum p11_keygen *out)
 
 /* ---- the token ---- */
 
-static int open_token(struct session *t, const char *config_path, const char *pin_file)
+static int open_token(p11_rw_session *t, const char *config_path, const char *pin_file)
 {
     char why[768] = "";
-    struct pkcs11_config cfg = {0};
-    char *pin = NULL;
     const char *source = NULL;
-    int rc = -1;
-    if (pkcs11_config_load(config_path, &cfg, why, sizeof why) != 0)
-        goto done;
-    int prc = pkcs11_pin_resolve(&cfg, pin_file, &pin, &source, why, sizeof why);
-    if (prc < 0)
-        goto done;
-    if (prc == 1 && !cfg.login_not_supported) {
-        snprintf(why, sizeof why, "no PIN: give --pkcs11-pin-file, a systemd credential \"%s\", "
-                                  "or Pin in %s", PKCS11_PIN_CREDENTIAL, config_path);
-        goto done;
-    }
-    CK_SLOT_ID slot;
-    CK_TOKEN_INFO info;
-    if (p11_module_load(&t->mod, cfg.path, why, sizeof why) != 0 ||
-        p11_select_token(&t->mod, &cfg, &slot, &info, why, sizeof why) != 0)
-        goto done;
-    p11_token_label(&info, t->token, sizeof t->token);
-    CK_RV rv = t->mod.f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-                                       &t->s);
-    if (rv != CKR_OK) {
-        snprintf(why, sizeof why, "C_OpenSession (read/write) on token \"%s\": %s", t->token,
-                 p11_rv_name(rv));
-        goto done;
-    }
-    if (!cfg.login_not_supported && (rv = p11_login(&t->mod, t->s, pin)) != CKR_OK) {
-        snprintf(why, sizeof why, "C_Login on token \"%s\" (PIN from %s): %s", t->token, source,
-                 p11_rv_name(rv));
-        goto done;
-    }
-    log_info("createca", "token \"%s\" in %s (PIN from %s)", t->token, cfg.path,
-             source ? source : "nowhere");
-    rc = 0;
-done:
-    if (rc != 0)
+    if (p11_rw_session_open(t, config_path, pin_file, &source, why, sizeof why) != 0) {
         log_error("createca", "%s", why);
-    pkcs11_secret_free(pin);
-    pkcs11_config_clear(&cfg);
-    return rc;
+        return -1;
+    }
+    log_info("createca", "token \"%s\" (PIN from %s)", t->token, source ? source : "nowhere");
+    return 0;
 }
 
-static int cert_exists(struct session *t, const char *id)
+static int cert_exists(p11_rw_session *t, const char *id)
 {
     CK_OBJECT_HANDLE obj;
     CK_ULONG n = 0;
@@ -136,49 +96,21 @@ static int cert_exists(struct session *t, const char *id)
 }
 
 /* The key pair labelled `label`: the existing one, or a new one of `type` with CKA_ID id. */
-static int get_key(struct session *t, const char *label, const char *id, enum p11_keygen type,
+static int get_key(p11_rw_session *t, const char *label, const char *id, enum p11_keygen type,
                    const char *type_name, struct token_key *k)
 {
-    char why[300] = "";
-    CK_OBJECT_HANDLE privs[2], pub;
-    CK_ULONG n = 0, npub = 0;
-    CK_RV rv = p11_find(&t->mod, t->s, CKO_PRIVATE_KEY, NULL, 0, label, privs, 2, &n);
-    if (rv != CKR_OK) {
-        log_error("createca", "searching token \"%s\" for keys: %s", t->token, p11_rv_name(rv));
+    char why[512] = "";
+    int generated = 0;
+    if (p11_key_pair_get(t, label, id, strlen(id), type, 1, &k->priv, &k->type, &k->pub,
+                         &generated, why, sizeof why) != 0) {
+        log_error("createca", "%s", why);
         return -1;
     }
-    if (n > 1) {
-        log_error("createca", "token \"%s\" holds several private keys labelled \"%s\"; remove "
-                              "the extra ones or choose another label", t->token, label);
-        return -1;
-    }
-    if (n == 1) {
-        k->priv = privs[0];
-        rv = p11_find(&t->mod, t->s, CKO_PUBLIC_KEY, NULL, 0, label, &pub, 1, &npub);
-        if (rv != CKR_OK || npub == 0) {
-            log_error("createca", "token \"%s\" has a private key labelled \"%s\" but no public "
-                                  "key with that label", t->token, label);
-            return -1;
-        }
-        log_info("createca", "using the existing key pair labelled \"%s\"", label);
-    } else {
-        log_info("createca", "generating a %s key pair labelled \"%s\" in token \"%s\"",
+    if (generated)
+        log_info("createca", "generated a %s key pair labelled \"%s\" in token \"%s\"",
                  type_name, label, t->token);
-        rv = p11_generate_key_pair(&t->mod, t->s, type, label, id, strlen(id), &pub, &k->priv);
-        if (rv != CKR_OK) {
-            log_error("createca", "C_GenerateKeyPair (%s) on token \"%s\": %s", type_name,
-                      t->token, p11_rv_name(rv));
-            return -1;
-        }
-    }
-    if ((rv = p11_key_type(&t->mod, t->s, k->priv, &k->type)) != CKR_OK) {
-        log_error("createca", "reading the key type: %s", p11_rv_name(rv));
-        return -1;
-    }
-    if ((k->pub = p11_read_public_key(&t->mod, t->s, pub, why, sizeof why)) == NULL) {
-        log_error("createca", "public key labelled \"%s\": %s", label, why);
-        return -1;
-    }
+    else
+        log_info("createca", "using the existing key pair labelled \"%s\"", label);
     return 0;
 }
 
@@ -262,7 +194,7 @@ static int set_sig_alg(X509 *x, const X509_ALGOR *alg)
 }
 
 /* Signs x's TBS with the issuer's key in the token, then checks the result with issuer_pub. */
-static X509 *sign_in_token(struct session *t, X509 *x, const struct token_key *issuer)
+static X509 *sign_in_token(p11_rw_session *t, X509 *x, const struct token_key *issuer)
 {
     signer alg = {0}; /* only to compute the algorithm the key implies */
     char why[256] = "";
@@ -312,7 +244,7 @@ done:
 }
 
 /* A CA certificate for subject_key, issued by issuer (NULL: self-signed). */
-static X509 *make_ca(struct session *t, const struct createca_flags *f, const char *cn,
+static X509 *make_ca(p11_rw_session *t, const struct createca_flags *f, const char *cn,
                      const struct token_key *subject_key, X509 *issuer_cert,
                      const struct token_key *issuer_key)
 {
@@ -355,7 +287,7 @@ static X509 *make_ca(struct session *t, const struct createca_flags *f, const ch
     return signed_cert;
 }
 
-static int store(struct session *t, X509 *x, const char *label, const char *id)
+static int store(p11_rw_session *t, X509 *x, const char *label, const char *id)
 {
     CK_RV rv = p11_store_cert(&t->mod, t->s, x, label, id, strlen(id));
     if (rv != CKR_OK) {
@@ -477,7 +409,7 @@ int createca_main(int argc, char **argv)
         return 2;
     }
 
-    struct session t = {0};
+    p11_rw_session t = {0};
     struct token_key root_key = {0}, int_key = {0};
     X509 *root = NULL, *inter = NULL;
     STACK_OF(X509) *chain = sk_X509_new_null();
@@ -519,8 +451,6 @@ done:
     X509_free(inter);
     EVP_PKEY_free(root_key.pub);
     EVP_PKEY_free(int_key.pub);
-    if (t.mod.f)
-        t.mod.f->C_CloseSession(t.s);
-    p11_module_unload(&t.mod);
+    p11_rw_session_close(&t);
     return rc;
 }

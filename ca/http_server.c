@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ca/conn_limit.h"
 #include "common/log.h"
 
 struct worker {
@@ -27,6 +28,7 @@ struct worker {
     struct evhttp *http;
     struct evhttp_bound_socket *bound[HTTP_MAX_LISTEN_FDS]; /* one per listening socket */
     int fd; /* a dup of a listening socket not yet handed to evhttp (which then closes it) */
+    conn_limit_worker *climit; /* counts and caps connections (ca/conn_limit.h) */
 };
 
 struct http_server {
@@ -38,7 +40,12 @@ struct http_server {
     int from_systemd; /* the listening sockets were passed by the service manager */
     int nworkers;
     struct worker *workers;
+    conn_limit *climit; /* --max-connections over all workers */
 };
+
+static http_reply_observer g_reply_observer;
+
+void http_set_reply_observer(http_reply_observer fn) { g_reply_observer = fn; }
 
 static long inflight;
 
@@ -66,6 +73,8 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
     case 503: reason = "Service Unavailable"; break;
     default: reason = "";
     }
+    if (g_reply_observer)
+        g_reply_observer(req, status);
     evhttp_send_reply(req, status, reason, buf);
     if (buf)
         evbuffer_free(buf);
@@ -427,7 +436,11 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         w->id = i;
         w->base = event_base_new();
         w->http = w->base ? evhttp_new(w->base) : NULL;
-        if (!w->http) {
+        if (w->http && !srv->climit)
+            srv->climit = conn_limit_new(srv->opts.max_connections);
+        if (w->http && srv->climit)
+            w->climit = conn_limit_worker_new(srv->climit, w->base, w->http);
+        if (!w->http || !w->climit) {
             snprintf(why, whylen, "cannot create the event loop of worker %d", i);
             http_server_free(srv);
             return NULL;
@@ -448,6 +461,8 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
                 return NULL;
             }
             w->fd = -1; /* owned by the bound socket now */
+            conn_limit_worker_add_listener(w->climit,
+                                           evhttp_bound_socket_get_listener(w->bound[j]));
         }
     }
     if (srv->from_systemd)
@@ -471,6 +486,7 @@ static void *worker_main(void *arg)
 static void stop_accepting(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
+    conn_limit_worker_forget_listeners(w->climit);
     for (int j = 0; j < HTTP_MAX_LISTEN_FDS; j++) {
         if (w->bound[j]) {
             evhttp_del_accept_socket(w->http, w->bound[j]);
@@ -565,10 +581,12 @@ void http_server_free(http_server *srv)
 {
     if (!srv)
         return;
+    conn_limit_shutdown(srv->climit);
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->http)
             evhttp_free(w->http);
+        conn_limit_worker_free(w->climit);
         if (w->base)
             event_base_free(w->base);
         if (w->fd >= 0)
@@ -578,5 +596,6 @@ void http_server_free(http_server *srv)
     for (int i = 0; i < srv->nlisten; i++)
         if (srv->listen_fds[i] >= 0)
             close(srv->listen_fds[i]);
+    conn_limit_free(srv->climit);
     free(srv);
 }

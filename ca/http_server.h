@@ -36,6 +36,8 @@ typedef struct http_server_options {
     size_t max_header_bytes;   /* default 96 KiB (a token may come in the Authorization header) */
     int idle_timeout_seconds;  /* read/write/idle timeout; default 30 */
     int drain_timeout_seconds; /* how long SIGTERM waits for in-flight requests; default 30 */
+    int max_connections;       /* open connections at most; further clients wait in the listen
+                                  backlog until one closes (ca/conn_limit.h); 0 = no limit */
     int use_listen_fds;        /* HTTP_LISTEN_FDS_AUTO (0, default): the sockets systemd passed
                                   when the environment names this process, else bind host:port;
                                   HTTP_LISTEN_FDS_OFF: always bind host:port (passed sockets are
@@ -69,6 +71,11 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
 int http_server_run(http_server *srv);
 
 void http_server_free(http_server *srv);
+
+/* Called by http_reply on the worker's thread just before a response is sent (the request log,
+ * ca/request_log.h: it may add headers). Set once, before any server runs. */
+typedef void (*http_reply_observer)(struct evhttp_request *req, int status);
+void http_set_reply_observer(http_reply_observer fn);
 
 /* Sends the response and marks the request done. `body` is copied. */
 void http_reply(struct evhttp_request *req, int status, const char *content_type,

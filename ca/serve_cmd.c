@@ -1,6 +1,7 @@
 #include "ca/serve_cmd.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/thread.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include "ca/api.h"
 #include "ca/credentials.h"
 #include "ca/http_server.h"
+#include "ca/reload.h"
+#include "ca/serve_ops.h"
 #include "ca/service.h"
 #include "common/flags.h"
 #include "common/log.h"
@@ -39,6 +42,7 @@ struct serve_flags {
     const char *host, *config_path, *ca, *fileca_cert, *fileca_key, *fileca_key_passwd;
     const char *ct_log_url, *port_file, *log_level;
     const char *state_dir, *ct_log_public_key_path, *ct_log_tls_ca_cert;
+    const char *ct_log_key_path, *ct_log_key_passwd_file, *ct_log_hsm_key_label; /* embedded */
     long ct_log_timeout; /* seconds */
     long port, workers, max_body, idle_timeout;
     int fileca_watch, help;
@@ -63,24 +67,54 @@ static struct flag *flag_named(struct flag *flags, size_t n, const char *name)
     abort();
 }
 
+static fulcrum_config *config_from(const char *path, int path_given, char *err, size_t errlen);
+
 static fulcrum_config *load_config(const char *path, int path_given)
 {
     char err[1024];
+    fulcrum_config *cfg = config_from(path, path_given, err, sizeof err);
+    if (!cfg)
+        log_error("config", "%s", err);
+    return cfg;
+}
+
+/* What SIGHUP re-reads (ca/reload.h): the config as at start, and the file CA. */
+struct reload_ctx {
+    const struct serve_flags *f;
+    int config_given;
+};
+
+static fulcrum_config *reload_config(void *arg, char *why, size_t whylen)
+{
+    const struct reload_ctx *r = arg;
+    return config_from(r->f->config_path, r->config_given, why, whylen);
+}
+
+static signer *reload_signer(void *arg, int *keep, char *why, size_t whylen)
+{
+    const struct reload_ctx *r = arg;
+    *keep = strcmp(r->f->ca, "fileca") != 0;
+    if (*keep)
+        return NULL;
+    return signer_file_new(r->f->fileca_cert, r->f->fileca_key, r->f->fileca_key_passwd, why,
+                           whylen);
+}
+
+static fulcrum_config *config_from(const char *path, int path_given, char *err, size_t errlen)
+{
     fulcrum_config *cfg = NULL;
     if (path_given) {
-        cfg = config_load_file(path, err, sizeof err);
+        cfg = config_load_file(path, err, errlen);
     } else if (access(DEFAULT_CONFIG_YAML, F_OK) == 0) {
-        cfg = config_load_file(DEFAULT_CONFIG_YAML, err, sizeof err);
+        cfg = config_load_file(DEFAULT_CONFIG_YAML, err, errlen);
     } else if (access(DEFAULT_CONFIG_JSON, F_OK) == 0) {
-        cfg = config_load_file(DEFAULT_CONFIG_JSON, err, sizeof err);
+        cfg = config_load_file(DEFAULT_CONFIG_JSON, err, errlen);
     } else {
         log_warn("config", "no config file at %s or %s: using the built-in issuers",
                  DEFAULT_CONFIG_YAML, DEFAULT_CONFIG_JSON);
         cfg = config_load_buffer(builtin_config, sizeof builtin_config - 1, "built-in config",
-                                 err, sizeof err);
+                                 err, errlen);
     }
-    if (!cfg)
-        log_error("config", "%s", err);
     return cfg;
 }
 
@@ -120,13 +154,41 @@ static signer *make_signer(const struct serve_flags *f, const struct flag *passw
     return s;
 }
 
+/* --ct-log-key-path / --ct-log-hsm-key-label: one of them, for the embedded log only. */
+static int check_ct_key_flags(const struct serve_flags *f)
+{
+    int file = *f->ct_log_key_path, hsm = *f->ct_log_hsm_key_label;
+    if ((file || hsm || *f->ct_log_key_passwd_file) && strcmp(f->ct_log_url, "embedded") != 0) {
+        log_error("ct", "--ct-log-key-path, --ct-log-key-passwd-file and --ct-log-hsm-key-label "
+                        "are for the embedded log (--ct-log-url embedded)");
+        return -1;
+    }
+    if (file && hsm) {
+        log_error("ct", "--ct-log-key-path and --ct-log-hsm-key-label both name the CT log's "
+                        "key: give one");
+        return -1;
+    }
+    if (*f->ct_log_key_passwd_file && !file) {
+        log_error("ct", "--ct-log-key-passwd-file needs --ct-log-key-path");
+        return -1;
+    }
+    if (file && access(f->ct_log_key_path, R_OK) != 0) {
+        log_error("ct", "--ct-log-key-path %s: %s (a key given by --ct-log-key-path is never "
+                        "generated)", f->ct_log_key_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int serve_main(int argc, char **argv)
 {
+    serve_ops_flags ops = SERVE_OPS_FLAGS_INIT;
     struct serve_flags f = {
         .host = "0.0.0.0", .config_path = DEFAULT_CONFIG_YAML, .ca = "", .fileca_cert = "",
         .fileca_key = "", .fileca_key_passwd = "", .ct_log_url = "embedded", .port_file = NULL,
         .state_dir = "./fulcrum-state", .ct_log_public_key_path = "", .ct_log_tls_ca_cert = "",
         .ct_log_timeout = 60,
+        .ct_log_key_path = "", .ct_log_key_passwd_file = "", .ct_log_hsm_key_label = "",
         .log_level = "info", .port = 8080, .workers = 0, .max_body = 4 << 20,
         .idle_timeout = 30, .fileca_watch = 1,
         .jwks_ttl = 600, .jwks_max_stale = 86400,
@@ -145,7 +207,7 @@ int serve_main(int argc, char **argv)
         {"fileca-key-passwd", NULL, FLAG_STRING, &f.fileca_key_passwd,
          "fileca: password of the key (must be given, may be empty; also $FULCRUM_FILECA_KEY_PASSWD or the systemd credential fileca-key-passwd)", 0},
         {"fileca-watch", NULL, FLAG_BOOL, &f.fileca_watch,
-         "fileca: accepted for compatibility; reloading comes with SIGHUP support", 0},
+         "fileca: accepted for compatibility; send SIGHUP to re-read the CA files", 0},
         {"ct-log-url", NULL, FLAG_STRING, &f.ct_log_url,
          "Certificate Transparency log: \"embedded\" = Fulcrum's own log in this process (its "
          "RFC 6962 API served under /ct/v1/ on this listener, state in --state-dir); an http(s) "
@@ -153,6 +215,15 @@ int serve_main(int argc, char **argv)
          "certificates carry no SCT (default embedded)", 0},
         {"state-dir", NULL, FLAG_STRING, &f.state_dir,
          "embedded CT log: its database and key go to <dir>/ctlog/ (default ./fulcrum-state)", 0},
+        {"ct-log-key-path", NULL, FLAG_STRING, &f.ct_log_key_path,
+         "embedded CT log: its key, a PEM EC P-256 private key file (PKCS#8 or SEC1) that must "
+         "exist (default <state-dir>/ctlog/private.pem, created on first run)", 0},
+        {"ct-log-key-passwd-file", NULL, FLAG_STRING, &f.ct_log_key_passwd_file,
+         "embedded CT log: file holding the password of an encrypted --ct-log-key-path", 0},
+        {"ct-log-hsm-key-label", NULL, FLAG_STRING, &f.ct_log_hsm_key_label,
+         "embedded CT log: its key is the EC P-256 key pair with this CKA_LABEL in the PKCS#11 "
+         "token that --pkcs11-config-path and --pkcs11-pin-file name (the same settings as "
+         "pkcs11ca, with any --ca; make it with `fulcrum ctlog createkey`)", 0},
         {"ct-log-public-key-path", NULL, FLAG_STRING, &f.ct_log_public_key_path,
          "external CT log: its PEM public key; every SCT it returns is verified with it", 0},
         {"ct-log.tls-ca-cert", NULL, FLAG_STRING, &f.ct_log_tls_ca_cert,
@@ -176,10 +247,12 @@ int serve_main(int argc, char **argv)
          "how old an issuer's keys may get while refreshes fail before its tokens are refused "
          "with 500; at least --jwks-ttl (default 24h)", 0},
         {"pkcs11-config-path", NULL, FLAG_STRING, &f.p11.config_path,
-         "pkcs11ca: crypto11 JSON naming the module (Path), the token (TokenLabel, TokenSerial "
+         "pkcs11ca, --ct-log-hsm-key-label: crypto11 JSON naming the module (Path), the token "
+         "(TokenLabel, TokenSerial "
          "or SlotNumber) and maybe the Pin (default config/crypto11.conf)", 0},
         {"pkcs11-pin-file", NULL, FLAG_STRING, &f.p11.pin_file,
-         "pkcs11ca: file holding the token's user PIN (else $CREDENTIALS_DIRECTORY/pkcs11-pin, "
+         "pkcs11ca, --ct-log-hsm-key-label: file holding the token's user PIN (else "
+         "$CREDENTIALS_DIRECTORY/pkcs11-pin, "
          "else the config's Pin)", 0},
         {"hsm-caroot-id", NULL, FLAG_STRING, &f.p11.caroot_id,
          "pkcs11ca: CKA_ID of the CA certificate on the token, as the flag's bytes (\"99\" = "
@@ -190,6 +263,7 @@ int serve_main(int argc, char **argv)
          "pkcs11ca: PEM certificates above the token's certificate (intermediates, root last)", 0},
         {"aws-hsm-root-ca-path", NULL, FLAG_STRING, &f.p11.ca_cert_path,
          "pkcs11ca: the CA certificate from this PEM file instead of the token", 0},
+        SERVE_OPS_FLAGS(ops),
         {"help", "h", FLAG_BOOL, &f.help, "show this help", 0},
     };
     size_t nflags = sizeof flags / sizeof flags[0];
@@ -226,6 +300,8 @@ int serve_main(int argc, char **argv)
                         "key, used to verify every SCT it returns)", f.ct_log_url);
         return 2;
     }
+    if (check_ct_key_flags(&f) != 0)
+        return 2;
     if (f.ct_log_timeout < 1 || f.ct_log_timeout > 600) {
         log_error("ct", "--ct-log-timeout %lds: need 1s..10m", f.ct_log_timeout);
         return 2;
@@ -247,8 +323,13 @@ int serve_main(int argc, char **argv)
         return 2;
     }
 
-    /* Before any thread or event_base: libevent locking (the JWKS fetcher wakes workers from its
-     * own thread) and libcurl global state. */
+    if (serve_ops_check(&ops) != 0)
+        return 2;
+
+    /* Before any thread or event_base: SIGHUP goes to the reload thread only (ca/reload.h),
+     * libevent locking (the JWKS fetcher wakes workers from its own thread) and libcurl global
+     * state. */
+    reload_block_signals();
     evthread_use_pthreads();
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
@@ -292,35 +373,65 @@ int serve_main(int argc, char **argv)
         credential_free(cred_pw);
         return 1;
     }
+    signer *ct_key = NULL; /* the embedded log's key in a token; freed after the service */
     if (*f.ct_log_url) {
+        if (*f.ct_log_hsm_key_label) {
+            struct pkcs11_options ko = f.p11;
+            ko.key_label = f.ct_log_hsm_key_label;
+            if ((ct_key = signer_pkcs11_key_new(&ko, why, sizeof why)) == NULL) {
+                log_error("ct", "--ct-log-hsm-key-label: %s", why);
+                service_free(svc);
+                credential_free(cred_pw);
+                return 1;
+            }
+        }
         service_ct_options cto = {
             .url = f.ct_log_url, .state_dir = f.state_dir,
             .public_key_path = f.ct_log_public_key_path, .tls_ca_file = f.ct_log_tls_ca_cert,
-            .timeout_ms = f.ct_log_timeout * 1000,
+            .timeout_ms = f.ct_log_timeout * 1000, .key_signer = ct_key,
+            .key_path = f.ct_log_key_path, .key_passwd_file = f.ct_log_key_passwd_file,
         };
         if (service_enable_ct(svc, &cto, why, sizeof why) != 0) {
             log_error("ct", "%s", why);
             service_free(svc);
+            signer_free(ct_key);
             credential_free(cred_pw);
             return 1;
         }
     }
 
+    struct reload_ctx rctx = {.f = &f, .config_given = flag_named(flags, nflags, "config-path")->set};
+    reload_source rsrc = {.load_config = reload_config, .load_signer = reload_signer, .arg = &rctx};
+    serve_ops *so = serve_ops_start(&ops, svc, f.host, f.state_dir,
+                                    flag_named(flags, nflags, "metrics-port")->set, &rsrc);
+    if (!so) {
+        service_free(svc);
+        signer_free(ct_key);
+        credential_free(cred_pw);
+        return 1;
+    }
     http_server_options opts = {
         .host = f.host, .port = (int)f.port, .port_file = f.port_file, .workers = (int)f.workers,
         .max_body_bytes = (size_t)f.max_body, .idle_timeout_seconds = (int)f.idle_timeout,
+        .max_connections = (int)ops.max_connections,
     };
     http_server *srv = http_server_new(&opts, api_handle, svc, why, sizeof why);
     if (!srv) {
         log_error("serve", "%s", why);
+        serve_ops_stop(so);
         service_free(svc);
+        signer_free(ct_key);
         credential_free(cred_pw);
         return 1;
     }
-    jwks_cache_prefetch(svc->jwks, svc->cfg);
+    service_snapshot *snap = service_acquire(svc);
+    jwks_cache_prefetch(svc->jwks, snap->cfg);
+    service_snapshot_release(snap);
     int rc = http_server_run(srv);
+    serve_ops_stop(so); /* drained: no request runs any more */
     http_server_free(srv);
     service_free(svc);
+    signer_free(ct_key);
     curl_global_cleanup();
     credential_free(cred_pw);
     return rc == 0 ? 0 : 1;

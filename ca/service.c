@@ -1,6 +1,7 @@
 #include "ca/service.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -74,6 +75,110 @@ static char *join_lines(char **pem, size_t n)
     return out;
 }
 
+struct service_signer_ref {
+    signer *s;
+    _Atomic long refs;
+};
+
+static void signer_ref_put(struct service_signer_ref *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        signer_free(r->s);
+        free(r);
+    }
+}
+
+static void snapshot_free(service_snapshot *s)
+{
+    if (!s)
+        return;
+    config_free(s->cfg);
+    signer_ref_put(s->sref);
+    for (size_t i = 0; i < s->chain_len; i++)
+        free(s->chain_pem[i]);
+    free(s->chain_pem);
+    free(s->trust_bundle_json);
+    free(s->configuration_json);
+    free(s->root_cert_text);
+    free(s);
+}
+
+service_snapshot *service_snapshot_new(fulcrum_config *cfg, signer *sgn,
+                                       const service_snapshot *share, char *why, size_t whylen)
+{
+    service_snapshot *s = calloc(1, sizeof *s);
+    if (!s || (!sgn && (!share || !share->sref))) {
+        config_free(cfg);
+        signer_free(sgn);
+        free(s);
+        snprintf(why, whylen, s ? "no signer for the snapshot" : "out of memory");
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->cfg = cfg;
+    if (sgn) {
+        s->sref = calloc(1, sizeof *s->sref);
+        if (!s->sref) {
+            signer_free(sgn);
+            goto oom;
+        }
+        s->sref->s = sgn;
+        atomic_init(&s->sref->refs, 1);
+    } else {
+        s->sref = share->sref;
+        atomic_fetch_add(&s->sref->refs, 1);
+    }
+    s->signer = s->sref->s;
+
+    int n = sk_X509_num(s->signer->chain);
+    s->chain_pem = calloc((size_t)n + 1, sizeof *s->chain_pem);
+    if (!s->chain_pem)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        s->chain_pem[i] = service_cert_pem(sk_X509_value(s->signer->chain, i));
+        if (!s->chain_pem[i])
+            goto oom;
+        s->chain_len++;
+    }
+    s->trust_bundle_json = render_trust_bundle(s->chain_pem, s->chain_len);
+    s->root_cert_text = join_lines(s->chain_pem, s->chain_len);
+    json_t *conf = config_to_api_json(cfg);
+    s->configuration_json = conf ? json_dumps(conf, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(conf);
+    if (!s->trust_bundle_json || !s->root_cert_text || !s->configuration_json)
+        goto oom;
+    return s;
+oom:
+    snprintf(why, whylen, "out of memory rendering the CA chain");
+    snapshot_free(s);
+    return NULL;
+}
+
+service_snapshot *service_acquire(service *svc)
+{
+    pthread_mutex_lock(&svc->snap_lock);
+    service_snapshot *s = svc->snap;
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&svc->snap_lock);
+    return s;
+}
+
+void service_snapshot_release(service_snapshot *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        snapshot_free(s);
+}
+
+void service_publish(service *svc, service_snapshot *s)
+{
+    pthread_mutex_lock(&svc->snap_lock);
+    service_snapshot *old = svc->snap;
+    s->generation = old ? old->generation + 1 : 1;
+    svc->snap = s;
+    pthread_mutex_unlock(&svc->snap_lock);
+    service_snapshot_release(old);
+}
+
 service *service_new(fulcrum_config *cfg, signer *sgn, jwks_cache *jwks, const char *ct_log_url,
                      char *why, size_t whylen)
 {
@@ -85,34 +190,21 @@ service *service_new(fulcrum_config *cfg, signer *sgn, jwks_cache *jwks, const c
         snprintf(why, whylen, "out of memory");
         return NULL;
     }
-    svc->cfg = cfg;
-    svc->signer = sgn;
+    pthread_mutex_init(&svc->snap_lock, NULL);
     svc->jwks = jwks;
+    snprintf(svc->rl_identity_text, sizeof svc->rl_identity_text, "off");
+    snprintf(svc->rl_issuer_text, sizeof svc->rl_issuer_text, "off");
     svc->ct_log_url = strdup(ct_log_url ? ct_log_url : "");
-
-    int n = sk_X509_num(sgn->chain);
-    svc->chain_pem = calloc((size_t)n + 1, sizeof *svc->chain_pem);
-    if (!svc->chain_pem)
-        goto oom;
-    for (int i = 0; i < n; i++) {
-        svc->chain_pem[i] = service_cert_pem(sk_X509_value(sgn->chain, i));
-        if (!svc->chain_pem[i])
-            goto oom;
-        svc->chain_len++;
+    service_snapshot *snap = service_snapshot_new(cfg, sgn, NULL, why, whylen);
+    if (!snap || !svc->ct_log_url) {
+        if (snap && !svc->ct_log_url)
+            snprintf(why, whylen, "out of memory");
+        service_snapshot_release(snap);
+        service_free(svc);
+        return NULL;
     }
-    svc->trust_bundle_json = render_trust_bundle(svc->chain_pem, svc->chain_len);
-    svc->root_cert_text = join_lines(svc->chain_pem, svc->chain_len);
-    json_t *conf = config_to_api_json(cfg);
-    svc->configuration_json = conf ? json_dumps(conf, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(conf);
-    if (!svc->trust_bundle_json || !svc->root_cert_text || !svc->configuration_json ||
-        !svc->ct_log_url)
-        goto oom;
+    service_publish(svc, snap);
     return svc;
-oom:
-    snprintf(why, whylen, "out of memory rendering the CA chain");
-    service_free(svc);
-    return NULL;
 }
 
 static EVP_PKEY *read_public_key(const char *path, char *why, size_t whylen)
@@ -138,14 +230,16 @@ static int enable_embedded(service *svc, const service_ct_options *o, char *why,
                  strerror(errno));
         return -1;
     }
-    int n = sk_X509_num(svc->signer->chain);
+    const signer *sgn = svc->snap->signer;
+    int n = sk_X509_num(sgn->chain);
     STACK_OF(X509) *roots = sk_X509_new_null();
-    if (!roots || n < 1 || !sk_X509_push(roots, sk_X509_value(svc->signer->chain, n - 1))) {
+    if (!roots || n < 1 || !sk_X509_push(roots, sk_X509_value(sgn->chain, n - 1))) {
         sk_X509_free(roots);
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    ct_log_options lo = {.state_dir = dir, .roots = roots};
+    ct_log_options lo = {.state_dir = dir, .roots = roots, .key_signer = o->key_signer,
+                         .key_path = o->key_path, .key_passwd_file = o->key_passwd_file};
     char r[768] = "";
     ct_log *log = ct_log_open(&lo, r, sizeof r);
     sk_X509_free(roots); /* ct_log_open copies the roots */
@@ -227,14 +321,8 @@ void service_free(service *svc)
     ct_submitter_free(svc->ct);
     ct_log_close(svc->ctlog);
     jwks_cache_free(svc->jwks);
-    signer_free(svc->signer);
-    config_free(svc->cfg);
-    for (size_t i = 0; i < svc->chain_len; i++)
-        free(svc->chain_pem[i]);
-    free(svc->chain_pem);
-    free(svc->trust_bundle_json);
-    free(svc->configuration_json);
-    free(svc->root_cert_text);
+    service_snapshot_release(svc->snap);
     free(svc->ct_log_url);
+    pthread_mutex_destroy(&svc->snap_lock);
     free(svc);
 }

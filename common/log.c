@@ -1,10 +1,13 @@
 #include "common/log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level min_level = LOG_LVL_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -21,24 +24,65 @@ static const char *level_name(enum log_level lvl)
     }
 }
 
-/* Writes s as the inside of a JSON string. */
-static void put_json_escaped(FILE *f, const char *s)
+/* A line being built; written with one write(2) so lines from threads never interleave. */
+struct line {
+    char stack[4096];
+    char *p;
+    size_t len, cap;
+};
+
+static void line_put(struct line *l, const char *s, size_t n)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (l->len + n + 1 > l->cap) {
+        size_t cap = l->cap * 2;
+        while (cap < l->len + n + 1)
+            cap *= 2;
+        char *np = l->p == l->stack ? malloc(cap) : realloc(l->p, cap);
+        if (!np)
+            return; /* truncated rather than lost */
+        if (l->p == l->stack)
+            memcpy(np, l->stack, l->len);
+        l->p = np;
+        l->cap = cap;
+    }
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void line_puts(struct line *l, const char *s) { line_put(l, s, strlen(s)); }
+
+/* Writes s as the inside of a JSON string. */
+static void put_json_escaped(struct line *l, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    for (; *p; p++) {
+        const char *esc = NULL;
+        char u[8];
         switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
         default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
+            if (*p < 0x20) {
+                snprintf(u, sizeof u, "\\u%04x", *p);
+                esc = u;
+            }
+        }
+        if (esc) {
+            line_put(l, (const char *)run, (size_t)(p - run));
+            line_puts(l, esc);
+            run = p + 1;
         }
     }
+    line_put(l, (const char *)run, (size_t)(p - run));
 }
+
+int log_enabled(enum log_level lvl) { return lvl >= min_level; }
+
+static void write_line(enum log_level lvl, const char *component, const char *msg,
+                       const char *members);
 
 void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
 {
@@ -49,6 +93,36 @@ void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    write_line(lvl, component, msg, NULL);
+}
+
+void log_json(enum log_level lvl, const char *component, const char *msg, const char *members)
+{
+    if (lvl < min_level)
+        return;
+    write_line(lvl, component, msg ? msg : "", members);
+}
+
+static void write_line(enum log_level lvl, const char *component, const char *msg,
+                       const char *members)
+{
+    /* The object's members without its braces. */
+    size_t mlen = 0;
+    if (members) {
+        while (*members == ' ' || *members == '\n')
+            members++;
+        if (*members == '{')
+            members++;
+        mlen = strlen(members);
+        while (mlen && (members[mlen - 1] == ' ' || members[mlen - 1] == '\n'))
+            mlen--;
+        if (mlen && members[mlen - 1] == '}')
+            mlen--;
+        while (mlen && (*members == ' ' || *members == '\n')) {
+            members++;
+            mlen--;
+        }
+    }
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -57,13 +131,32 @@ void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
     char when[32];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
 
+    struct line l = {.p = NULL, .len = 0, .cap = sizeof l.stack};
+    l.p = l.stack;
+    char head[96];
+    snprintf(head, sizeof head, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"", when,
+             ts.tv_nsec / 1000000, level_name(lvl));
+    line_puts(&l, head);
+    put_json_escaped(&l, component);
+    line_puts(&l, "\",\"msg\":\"");
+    put_json_escaped(&l, msg);
+    line_puts(&l, "\"");
+    if (mlen) {
+        line_puts(&l, ",");
+        line_put(&l, members, mlen);
+    }
+    line_puts(&l, "}\n");
+
     pthread_mutex_lock(&log_lock);
-    fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"component\":\"", when,
-            ts.tv_nsec / 1000000, level_name(lvl));
-    put_json_escaped(stderr, component);
-    fputs("\",\"msg\":\"", stderr);
-    put_json_escaped(stderr, msg);
-    fputs("\"}\n", stderr);
-    fflush(stderr);
+    for (size_t off = 0; off < l.len;) {
+        ssize_t n = write(STDERR_FILENO, l.p + off, l.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
     pthread_mutex_unlock(&log_lock);
+    if (l.p != l.stack)
+        free(l.p);
 }

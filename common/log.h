@@ -15,6 +15,14 @@ void log_set_level(enum log_level lvl);
 void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* log_msg with more members after "msg": `members` is the text of a JSON object ("{...}", e.g.
+ * from json_dumps) whose members are appended as they are; NULL or "{}" adds none. One line,
+ * written at once (request logs: ca/request_log.h). */
+void log_json(enum log_level lvl, const char *component, const char *msg, const char *members);
+
+/* 1 when a message of this level would be written. */
+int log_enabled(enum log_level lvl);
+
 #define log_debug(comp, ...) log_msg(LOG_LVL_DEBUG, comp, __VA_ARGS__)
 #define log_info(comp, ...) log_msg(LOG_LVL_INFO, comp, __VA_ARGS__)
 #define log_warn(comp, ...) log_msg(LOG_LVL_WARN, comp, __VA_ARGS__)

@@ -122,7 +122,7 @@ ct_log *ct_log_open(const ct_log_options *o, char *why, size_t whylen)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&log->q_cond, &ca);
     pthread_condattr_destroy(&ca);
-    log->batch_ms = o->batch_ms > 0 ? o->batch_ms : 5;
+    log->batch_ms = o->batch_ms > 0 ? o->batch_ms : 0; /* 0: no window (log_writer.c) */
     log->sth_interval_ms = o->sth_interval_ms > 0 ? o->sth_interval_ms : 250;
     log->max_get_entries = o->max_get_entries > 0 ? o->max_get_entries : 1000;
 
@@ -134,7 +134,8 @@ ct_log *ct_log_open(const ct_log_options *o, char *why, size_t whylen)
     snprintf(log->db_path, sizeof log->db_path, "%s/log.db", log->dir);
     if (mkdir_p(log->dir, why, whylen) != 0)
         goto fail;
-    log->key = ctlog_key_open(log->dir, o->key_signer, why, whylen);
+    log->key = ctlog_key_open(log->dir, o->key_signer, o->key_path, o->key_passwd_file, why,
+                              whylen);
     if (!log->key)
         goto fail;
 
@@ -158,7 +159,8 @@ ct_log *ct_log_open(const ct_log_options *o, char *why, size_t whylen)
         goto fail;
     }
     log->wdb = ctlog_db_open(log->db_path, 1, why, whylen);
-    if (!log->wdb || check_log_id(log, why, whylen) != 0)
+    if (!log->wdb || check_log_id(log, why, whylen) != 0 ||
+        ctlog_key_write_public(log->key, log->dir, why, whylen) != 0)
         goto fail;
     if (ctlog_writer_start(log, why, whylen) != 0)
         goto fail;

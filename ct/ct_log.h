@@ -1,13 +1,15 @@
 /*
  * ct/ct_log.h: Fulcrum's own RFC 6962 (v1) Certificate Transparency log.
  *
- * One log = one SQLite database (WAL) + one ECDSA P-256 key + a set of accepted roots. It runs
+ * One log = one SQLite database (WAL) + one ECDSA P-256 key + a set of accepted roots. The
+ * database remembers its log ID: opening it with a different key is refused. It runs
  * inside `fulcrum serve` (embedded, the default: the CA submits by a direct call and the log's
  * API is served on the CA's listener under /ct/v1/) or alone (`fulcrum ctlog serve`).
  *
  * Durability: an entry is committed to the database before its SCT is handed out. Submissions
- * are committed in groups (one transaction per batch_ms window) by the log's writer thread, so
- * durability does not cost throughput. Stored subtree hashes make inclusion and consistency
+ * are committed in groups by the log's writer thread (group commit: what queues while one
+ * transaction is being made durable goes into the next), so durability does not cost
+ * throughput. Stored subtree hashes make inclusion and consistency
  * proofs a logarithmic number of reads. The writer signs a new STH covering every committed entry
  * at most sth_interval_ms after the entry (well within 1 s). A resubmitted chain (same leaf
  * certificate / precertificate TBS) is answered with the original SCT.
@@ -31,11 +33,18 @@ typedef struct ct_log ct_log;
 
 typedef struct ct_log_options {
     const char *state_dir;       /* holds ctlog/log.db, ctlog/private.pem (created 0600 when
-                                    absent and no key_signer), ctlog/public.pem (always written) */
+                                    absent and neither key_signer nor key_path is given),
+                                    ctlog/public.pem (written once the database accepted the
+                                    key) */
     signer *key_signer;          /* optional: sign SCTs and STHs through this signer (e.g. PKCS#11,
                                     must be EC P-256); borrowed, must outlive the log */
+    const char *key_path;        /* optional, without key_signer: the log's PEM private key (EC
+                                    P-256; PKCS#8 or SEC1, maybe encrypted) instead of
+                                    ctlog/private.pem; the file must exist */
+    const char *key_passwd_file; /* optional: file holding key_path's password */
     STACK_OF(X509) *roots;       /* accepted roots (copied) */
-    int batch_ms;                /* group-commit window; default 5 */
+    int batch_ms;                /* extra group-commit window in ms; default 0 = none: the
+                                    writer commits whatever queued while it was busy */
     int sth_interval_ms;         /* max delay before a new STH covers new entries; default 250 */
     int max_get_entries;         /* most entries one get-entries answers; default 1000 */
 } ct_log_options;

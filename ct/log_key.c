@@ -34,7 +34,80 @@ static int is_p256(EVP_PKEY *k)
     return strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0;
 }
 
-static EVP_PKEY *load_key(const char *path, char *why, size_t whylen)
+/* "EC secp384r1", "RSA-2048", "ED25519": for messages. */
+static const char *describe(EVP_PKEY *k, char *buf, size_t len)
+{
+    char group[64] = "";
+    size_t n = 0;
+    if (!k)
+        snprintf(buf, len, "no key");
+    else if (EVP_PKEY_get_base_id(k) == EVP_PKEY_EC &&
+             EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, &n))
+        snprintf(buf, len, "EC %s", group);
+    else if (EVP_PKEY_get_base_id(k) == EVP_PKEY_RSA)
+        snprintf(buf, len, "RSA-%d", EVP_PKEY_get_bits(k));
+    else
+        snprintf(buf, len, "%s", EVP_PKEY_get0_type_name(k) ? EVP_PKEY_get0_type_name(k) : "?");
+    ERR_clear_error();
+    return buf;
+}
+
+#define MAX_PASSWD 1024
+
+/* The password in path, one trailing "\n" or "\r\n" removed; malloc'd (cleanse it). */
+static char *read_passwd(const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(why, whylen, "cannot read the log key's password file %s: %s", path,
+                 strerror(errno));
+        return NULL;
+    }
+    char *buf = calloc(1, MAX_PASSWD + 2);
+    size_t n = buf ? fread(buf, 1, MAX_PASSWD + 1, f) : 0;
+    fclose(f);
+    if (!buf) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    if (n > 0 && buf[n - 1] == '\r')
+        buf[--n] = '\0';
+    const char *problem = n == 0 ? "is empty"
+                          : n > MAX_PASSWD ? "holds more than 1024 bytes"
+                          : memchr(buf, '\0', n) ? "holds a NUL byte"
+                                                 : NULL;
+    if (problem) {
+        OPENSSL_cleanse(buf, MAX_PASSWD + 2);
+        free(buf);
+        snprintf(why, whylen, "the log key's password file %s %s", path, problem);
+        return NULL;
+    }
+    return buf;
+}
+
+struct passwd_arg {
+    const char *passwd; /* NULL: none given */
+    int asked;          /* the key is encrypted */
+};
+
+static int passwd_cb(char *buf, int size, int rwflag, void *u)
+{
+    (void)rwflag;
+    struct passwd_arg *a = u;
+    a->asked = 1;
+    if (!a->passwd)
+        return -1;
+    size_t n = strlen(a->passwd);
+    if (n > (size_t)size)
+        return -1;
+    memcpy(buf, a->passwd, n);
+    return (int)n;
+}
+
+/* A PEM private key (PKCS#8, encrypted or not, or SEC1/PKCS#1 with PEM encryption). */
+static EVP_PKEY *load_key(const char *path, const char *passwd, char *why, size_t whylen)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -45,11 +118,17 @@ static EVP_PKEY *load_key(const char *path, char *why, size_t whylen)
     if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077))
         log_warn("ctlog", "the log key %s is readable by group or others (mode %03o)", path,
                  (unsigned)(st.st_mode & 0777));
-    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+    struct passwd_arg arg = {passwd, 0};
+    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, passwd_cb, &arg);
     fclose(f);
     ERR_clear_error();
-    if (!k)
-        snprintf(why, whylen, "the log key %s is not a PEM private key", path);
+    if (!k && arg.asked && !passwd)
+        snprintf(why, whylen, "the log key %s is encrypted and no password file was given", path);
+    else if (!k && arg.asked)
+        snprintf(why, whylen, "cannot decrypt the log key %s: wrong password?", path);
+    else if (!k)
+        snprintf(why, whylen, "the log key %s is not a PEM private key (PKCS#8 \"PRIVATE KEY\" "
+                              "or \"EC PRIVATE KEY\")", path);
     return k;
 }
 
@@ -83,26 +162,6 @@ static EVP_PKEY *create_key(const char *path, char *why, size_t whylen)
     return k;
 }
 
-static int write_public(const char *dir, EVP_PKEY *pub, char *why, size_t whylen)
-{
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/public.pem", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    int ok = PEM_write_PUBKEY(f, pub) == 1;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(why, whylen, "cannot write %s", path);
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 static EVP_PKEY *public_copy(EVP_PKEY *k)
 {
     unsigned char *der = NULL;
@@ -115,8 +174,10 @@ static EVP_PKEY *public_copy(EVP_PKEY *k)
     return pub;
 }
 
-ctlog_key *ctlog_key_open(const char *dir, signer *ext, char *why, size_t whylen)
+ctlog_key *ctlog_key_open(const char *dir, signer *ext, const char *key_path,
+                          const char *passwd_file, char *why, size_t whylen)
 {
+    char desc[64];
     ctlog_key *k = calloc(1, sizeof *k);
     if (!k) {
         snprintf(why, whylen, "out of memory");
@@ -124,20 +185,37 @@ ctlog_key *ctlog_key_open(const char *dir, signer *ext, char *why, size_t whylen
     }
     if (ext) {
         if (!ext->public_key || !is_p256(ext->public_key) || ext->md_nid != NID_sha256) {
-            snprintf(why, whylen, "the log's signer must hold an EC P-256 key used with SHA-256");
+            snprintf(why, whylen,
+                     "the log's key must be EC P-256 (ECDSA with SHA-256); the %s signer's key "
+                     "is %s",
+                     ext->kind ? ext->kind : "given", describe(ext->public_key, desc, sizeof desc));
             goto fail;
         }
         k->ext = ext;
         k->pub = public_copy(ext->public_key);
     } else {
         char path[4096];
-        snprintf(path, sizeof path, "%s/private.pem", dir);
-        k->priv = access(path, F_OK) == 0 ? load_key(path, why, whylen)
-                                          : create_key(path, why, whylen);
+        if (key_path && *key_path) {
+            snprintf(path, sizeof path, "%s", key_path);
+            char *passwd = NULL;
+            if (passwd_file && *passwd_file &&
+                (passwd = read_passwd(passwd_file, why, whylen)) == NULL)
+                goto fail;
+            k->priv = load_key(path, passwd, why, whylen);
+            if (passwd) {
+                OPENSSL_cleanse(passwd, strlen(passwd));
+                free(passwd);
+            }
+        } else {
+            snprintf(path, sizeof path, "%s/private.pem", dir);
+            k->priv = access(path, F_OK) == 0 ? load_key(path, NULL, why, whylen)
+                                              : create_key(path, why, whylen);
+        }
         if (!k->priv)
             goto fail;
         if (!is_p256(k->priv)) {
-            snprintf(why, whylen, "the log key %s is not an EC P-256 key", path);
+            snprintf(why, whylen, "the log key %s is %s; the log's key must be EC P-256", path,
+                     describe(k->priv, desc, sizeof desc));
             goto fail;
         }
         k->pub = public_copy(k->priv);
@@ -154,12 +232,30 @@ ctlog_key *ctlog_key_open(const char *dir, signer *ext, char *why, size_t whylen
     }
     SHA256(der, (size_t)n, k->id);
     OPENSSL_free(der);
-    if (write_public(dir, k->pub, why, whylen) != 0)
-        goto fail;
     return k;
 fail:
     ctlog_key_free(k);
     return NULL;
+}
+
+int ctlog_key_write_public(const ctlog_key *k, const char *dir, char *why, size_t whylen)
+{
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/public.pem", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    int ok = PEM_write_PUBKEY(f, k->pub) == 1;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(why, whylen, "cannot write %s", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
 }
 
 void ctlog_key_free(ctlog_key *k)

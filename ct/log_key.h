@@ -1,6 +1,9 @@
 /*
- * ct/log_key.h: the log's ECDSA P-256 key: a file key (<dir>/private.pem, PKCS#8, created 0600
- * on first use) or a signer from hsm/signer.h; the public key is always written to
+ * ct/log_key.h: the log's ECDSA P-256 key, one of:
+ *  - a signer from hsm/signer.h (e.g. a key in a PKCS#11 token);
+ *  - a given PEM private key file (PKCS#8 or SEC1 "EC PRIVATE KEY", maybe encrypted);
+ *  - the default file key <dir>/private.pem (PKCS#8, created 0600 on first use).
+ * Anything but EC P-256 is refused. ctlog_key_write_public writes the public key to
  * <dir>/public.pem. Signs TLS DigitallySigned structures (ct-notes §1.2).
  *
  * Thread safety: ctlog_key_sign may be called from any number of threads at once.
@@ -16,8 +19,15 @@
 typedef struct ctlog_key ctlog_key;
 
 /* dir must exist. ext (borrowed, may be NULL) replaces the file key; it must be EC P-256 with
- * SHA-256. Returns NULL with a reason. */
-ctlog_key *ctlog_key_open(const char *dir, signer *ext, char *why, size_t whylen);
+ * SHA-256. Otherwise key_path (may be NULL or "") names the key file, which must exist; its
+ * password, when it is encrypted, is the content of passwd_file (one trailing newline removed;
+ * NULL or "" = none). Without either, <dir>/private.pem is used or created. Returns NULL with a
+ * reason (never the password). */
+ctlog_key *ctlog_key_open(const char *dir, signer *ext, const char *key_path,
+                          const char *passwd_file, char *why, size_t whylen);
+
+/* Writes the public key to <dir>/public.pem (atomically: temp file + rename). 0 or -1. */
+int ctlog_key_write_public(const ctlog_key *k, const char *dir, char *why, size_t whylen);
 void ctlog_key_free(ctlog_key *k);
 
 EVP_PKEY *ctlog_key_public(const ctlog_key *k);

@@ -1,18 +1,22 @@
 /*
  * ct/log_writer.c: the log's single writer thread.
  *
- * Submissions wait in a queue; the writer takes everything that arrived within batch_ms of the
- * first one (at most MAX_BATCH) and commits it in one transaction (entries, new subtree nodes).
- * Only once COMMIT has returned (synchronous=FULL: on disk) are the submitters' callbacks
- * activated on their own event_base. A failed transaction is rolled back, the in-memory
- * frontier restored, and every submission of the batch answered with the error.
+ * Submissions wait in a queue; whenever the writer is free it takes everything queued (at most
+ * MAX_BATCH) and commits it in one transaction (entries, new subtree nodes): a classic group
+ * commit, where the next batch gathers while the previous one is being made durable (see
+ * writer_main). Only once COMMIT has returned (synchronous=FULL: on disk) are the submitters'
+ * callbacks activated on their own event_base. A failed transaction is rolled back, the
+ * in-memory frontier restored, and every submission of the batch answered with the error.
  *
  * A new STH is signed once entries exist past the published one and sth_interval_ms have
  * passed since the previous STH, so an entry is covered at most sth_interval_ms after its
- * commit (plus one commit). The STH is stored before it is published.
+ * commit (plus one commit). Under load it is stored in the transaction of the batch it covers;
+ * when the log is idle, in one of its own. It is stored before it is published.
  */
 #include <event2/event.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +24,7 @@
 
 #include "common/base64.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "ct/log_internal.h"
 
 #define MAX_BATCH 4096
@@ -184,6 +189,36 @@ static char *sth_json(const ctlog_sth *s)
     return out;
 }
 
+/* The published STH's timestamp (ms), for fulcrum_ct_log_sth_age_seconds; 0 = none yet. One log
+ * per process (embedded in serve, or ctlog serve). */
+static _Atomic uint64_t g_sth_ms;
+
+static double sth_age_seconds(void *arg)
+{
+    uint64_t ms = atomic_load(&g_sth_ms);
+    if (!ms)
+        return NAN;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000) - (double)ms) / 1000.0;
+}
+
+/* fulcrum_ct_log_tree_size, fulcrum_ct_log_sth_timestamp_seconds, fulcrum_ct_log_sth_age_seconds */
+static void export_sth(const ctlog_sth *s)
+{
+    atomic_store(&g_sth_ms, s->timestamp);
+    metric_set(metric_get0(metrics_gauge("fulcrum_ct_log_tree_size",
+                                         "Entries in the embedded CT log's latest STH", NULL)),
+               (double)s->tree_size);
+    metric_set(metric_get0(metrics_gauge("fulcrum_ct_log_sth_timestamp_seconds",
+                                         "Timestamp of the embedded CT log's latest STH", NULL)),
+               (double)s->timestamp / 1000.0);
+    metrics_gauge_func(metrics_default(), "fulcrum_ct_log_sth_age_seconds",
+                       "Seconds since the timestamp of the embedded CT log's latest STH (a new "
+                       "STH is signed when entries were added)",
+                       sth_age_seconds, NULL);
+}
+
 static int publish_sth(ct_log *log, const ctlog_sth *s)
 {
     char *json = sth_json(s);
@@ -194,23 +229,32 @@ static int publish_sth(ct_log *log, const ctlog_sth *s)
     free(log->sth_json);
     log->sth_json = json;
     pthread_mutex_unlock(&log->sth_lock);
+    export_sth(s);
     return 0;
 }
 
-/* Signs, stores and publishes an STH over the writer's frontier. */
-static int sign_sth(ct_log *log, char *why, size_t whylen)
+/* Signs an STH over the writer's frontier (not stored, not published). */
+static int make_sth(ct_log *log, ctlog_sth *s, char *why, size_t whylen)
 {
     ctlog_sth prev;
     ctlog_current_sth(log, &prev);
-    ctlog_sth s = {0};
-    s.tree_size = log->frontier.size;
-    s.timestamp = ctlog_now_ms();
-    if (s.timestamp <= prev.timestamp)
-        s.timestamp = prev.timestamp + 1; /* never go back, even if the clock does */
-    merkle_frontier_root(&log->frontier, s.root);
+    memset(s, 0, sizeof *s);
+    s->tree_size = log->frontier.size;
+    s->timestamp = ctlog_now_ms();
+    if (s->timestamp <= prev.timestamp)
+        s->timestamp = prev.timestamp + 1; /* never go back, even if the clock does */
+    merkle_frontier_root(&log->frontier, s->root);
     unsigned char input[50];
-    ctlog_sth_input(s.timestamp, s.tree_size, s.root, input);
-    if (ctlog_key_sign(log->key, input, sizeof input, 1, s.sig, &s.sig_len, why, whylen) != 0)
+    ctlog_sth_input(s->timestamp, s->tree_size, s->root, input);
+    return ctlog_key_sign(log->key, input, sizeof input, 1, s->sig, &s->sig_len, why, whylen);
+}
+
+/* Signs, stores (in a transaction of its own) and publishes an STH over the writer's frontier:
+ * used when no batch is under way to carry it. */
+static int sign_sth(ct_log *log, char *why, size_t whylen)
+{
+    ctlog_sth s;
+    if (make_sth(log, &s, why, whylen) != 0)
         return -1;
     if (ctlog_db_begin(log->wdb, 1) != 0 || ctlog_db_insert_sth(log->wdb, &s) != 0 ||
         ctlog_db_commit(log->wdb) != 0) {
@@ -228,9 +272,32 @@ static int sign_sth(ct_log *log, char *why, size_t whylen)
 
 /* ---- batches ---- */
 
-static int commit_batch(ct_log *log, struct ctlog_pending *batch, char *why, size_t whylen)
+/* Entries per transaction and the time of one transaction (BEGIN .. durable COMMIT). */
+static metric_series *batch_metric(void)
+{
+    static const double buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+    return metric_get0(metrics_histogram("fulcrum_ct_log_batch_entries",
+                                         "Submissions committed per CT log transaction (group "
+                                         "commit)", NULL,
+                                         buckets, sizeof buckets / sizeof buckets[0]));
+}
+
+static metric_series *commit_metric(void)
+{
+    static const double buckets[] = {.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1};
+    return metric_get0(metrics_histogram("fulcrum_ct_log_commit_seconds",
+                                         "Time of one CT log transaction, BEGIN to durable "
+                                         "COMMIT", NULL,
+                                         buckets, sizeof buckets / sizeof buckets[0]));
+}
+
+/* Stores the batch and, when one is due, an STH over the tree it makes, in one transaction.
+ * *sth_made says whether *sth was stored (it may be published once COMMIT has returned). */
+static int commit_batch(ct_log *log, struct ctlog_pending *batch, ctlog_sth *sth, int *sth_made,
+                        char *why, size_t whylen)
 {
     ctlog_db *db = log->wdb;
+    *sth_made = 0;
     if (ctlog_db_begin(db, 1) != 0) {
         snprintf(why, whylen, "cannot begin a transaction: %s", ctlog_db_error(db));
         return -1;
@@ -256,12 +323,29 @@ static int commit_batch(ct_log *log, struct ctlog_pending *batch, char *why, siz
             goto fail;
         }
     }
+    /* An STH due now rides in this transaction instead of costing a commit of its own. It is
+     * signed before the entries are durable but published only after COMMIT (and rolled back
+     * with them), so no published STH ever covers an entry that is not on disk. A failed
+     * signature only postpones the STH. */
+    if (ctlog_mono_ms() >= log->next_sth_ms) {
+        char r[512] = "";
+        if (make_sth(log, sth, r, sizeof r) != 0) {
+            log_error("ctlog", "cannot sign an STH: %s", r);
+            log->next_sth_ms = ctlog_mono_ms() + (uint64_t)log->sth_interval_ms;
+        } else if (ctlog_db_insert_sth(db, sth) != 0) {
+            snprintf(why, whylen, "cannot store the STH: %s", ctlog_db_error(db));
+            goto fail;
+        } else {
+            *sth_made = 1;
+        }
+    }
     if (ctlog_db_commit(db) != 0) {
         snprintf(why, whylen, "cannot commit: %s", ctlog_db_error(db));
         goto fail;
     }
     return 0;
 fail:
+    *sth_made = 0;
     ctlog_db_rollback(db);
     for (struct ctlog_pending *p = batch; p; p = p->next) {
         if (p->result && p->result != p->sct)
@@ -271,22 +355,36 @@ fail:
     return -1;
 }
 
-static void run_batch(ct_log *log, struct ctlog_pending *batch)
+static void run_batch(ct_log *log, struct ctlog_pending *batch, size_t n)
 {
     merkle_frontier saved = log->frontier;
     char why[512] = "";
-    if (commit_batch(log, batch, why, sizeof why) != 0) {
+    ctlog_sth sth;
+    int sth_made = 0;
+    double t0 = metrics_now();
+    if (commit_batch(log, batch, &sth, &sth_made, why, sizeof why) != 0) {
         log->frontier = saved;
         log_error("ctlog", "a batch of submissions failed: %s", why);
         for (struct ctlog_pending *p = batch; p; p = p->next)
             snprintf(p->err, sizeof p->err, "the log could not store the entry");
     }
+    double took = metrics_now() - t0;
+    /* Durable: answer first, then publish the STH (it only matters to readers). */
     while (batch) {
         struct ctlog_pending *p = batch;
         batch = p->next;
         p->next = NULL;
         event_active(p->ev, EV_TIMEOUT, 0); /* p belongs to its base from here on */
     }
+    if (sth_made) {
+        if (publish_sth(log, &sth) != 0)
+            log_error("ctlog", "cannot publish an STH: out of memory");
+        log->next_sth_ms = ctlog_mono_ms() + (uint64_t)log->sth_interval_ms;
+    }
+    metric_observe(batch_metric(), (double)n);
+    metric_observe(commit_metric(), took);
+    log_debug("ctlog", "committed %zu submission(s) in %.2f ms%s", n, took * 1000.0,
+              sth_made ? " with an STH" : "");
 }
 
 static void wait_until(ct_log *log, uint64_t deadline_ms)
@@ -295,16 +393,48 @@ static void wait_until(ct_log *log, uint64_t deadline_ms)
     pthread_cond_timedwait(&log->q_cond, &log->q_lock, &ts);
 }
 
+/* Group commit: whenever the writer is free and submissions are queued, it takes all of them (at
+ * most MAX_BATCH) and commits them in one transaction. While that transaction is made durable
+ * (the fsync), new submissions queue up and form the next batch, so batches grow with the load
+ * and nobody waits for a timer: an idle log commits a lone submission at once. batch_ms > 0 adds
+ * a window (a batch waits until batch_ms after its first submission) for disks where fewer,
+ * larger transactions matter more than latency. */
 static void *writer_main(void *arg)
 {
     ct_log *log = arg;
     ctlog_sth cur;
     pthread_mutex_lock(&log->q_lock);
     for (;;) {
+        if (log->q_head) {
+            if (log->batch_ms > 0 && !log->stopping && log->q_len < MAX_BATCH) {
+                uint64_t deadline = log->q_first_ms + (uint64_t)log->batch_ms;
+                if (ctlog_mono_ms() < deadline) {
+                    wait_until(log, deadline);
+                    continue;
+                }
+            }
+            struct ctlog_pending *batch = log->q_head, *last = batch;
+            size_t n = 1;
+            while (last->next && n < MAX_BATCH) {
+                last = last->next;
+                n++;
+            }
+            log->q_head = last->next;
+            last->next = NULL;
+            if (!log->q_head)
+                log->q_tail = NULL;
+            else
+                log->q_first_ms = ctlog_mono_ms();
+            log->q_len -= n;
+            pthread_mutex_unlock(&log->q_lock);
+            run_batch(log, batch, n);
+            pthread_mutex_lock(&log->q_lock);
+            continue;
+        }
+        /* Nothing queued: an STH covering what was committed since the last one, when due. */
         ctlog_current_sth(log, &cur);
         int behind = log->frontier.size > cur.tree_size;
-        uint64_t now = ctlog_mono_ms();
-        if (behind && (now >= log->next_sth_ms || (log->stopping && !log->q_head))) {
+        if (behind && (ctlog_mono_ms() >= log->next_sth_ms || log->stopping)) {
             pthread_mutex_unlock(&log->q_lock);
             char why[512] = "";
             if (sign_sth(log, why, sizeof why) != 0) {
@@ -318,36 +448,12 @@ static void *writer_main(void *arg)
             }
             continue;
         }
-        if (!log->q_head) {
-            if (log->stopping)
-                break;
-            if (behind)
-                wait_until(log, log->next_sth_ms);
-            else
-                pthread_cond_wait(&log->q_cond, &log->q_lock);
-            continue;
-        }
-        uint64_t deadline = log->q_first_ms + (uint64_t)log->batch_ms;
-        if (!log->stopping && log->q_len < MAX_BATCH && ctlog_mono_ms() < deadline) {
-            wait_until(log, deadline);
-            continue;
-        }
-        struct ctlog_pending *batch = log->q_head, *last = batch;
-        size_t n = 1;
-        while (last->next && n < MAX_BATCH) {
-            last = last->next;
-            n++;
-        }
-        log->q_head = last->next;
-        last->next = NULL;
-        if (!log->q_head)
-            log->q_tail = NULL;
+        if (log->stopping)
+            break;
+        if (behind)
+            wait_until(log, log->next_sth_ms);
         else
-            log->q_first_ms = ctlog_mono_ms();
-        log->q_len -= n;
-        pthread_mutex_unlock(&log->q_lock);
-        run_batch(log, batch);
-        pthread_mutex_lock(&log->q_lock);
+            pthread_cond_wait(&log->q_cond, &log->q_lock);
     }
     pthread_mutex_unlock(&log->q_lock);
     return NULL;

@@ -31,7 +31,9 @@ struct p11_impl {
     char *pin;                /* kept to log in again; cleansed on destroy */
     const char *pin_source;
     char *key_label;
-    EVP_PKEY *ca_pub;         /* the issuing certificate's key */
+    int key_only;             /* signer_pkcs11_key_new: no certificate */
+    EVP_PKEY *ca_pub;         /* the key signatures must verify with: the issuing certificate's,
+                                 or (key-only) the token's public key */
     EVP_MD *md;
     CK_KEY_TYPE key_type;
     long long wait_ns;        /* PoolWaitTimeout */
@@ -90,7 +92,7 @@ static enum take_result pool_take(struct p11_impl *p, CK_SESSION_HANDLE *s, CK_R
         if (p->open < p->max) {
             p->open++;
             pthread_mutex_unlock(&p->pool_mu);
-            *rv = p->mod.f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, s);
+            *rv = p11_open_session(&p->mod, p->slot, CKF_SERIAL_SESSION, s);
             if (*rv == CKR_OK)
                 return TAKE_OK;
             pthread_mutex_lock(&p->pool_mu);
@@ -118,7 +120,7 @@ static void pool_put(struct p11_impl *p, CK_SESSION_HANDLE s)
 
 static void pool_discard(struct p11_impl *p, CK_SESSION_HANDLE s)
 {
-    p->mod.f->C_CloseSession(s); /* it failed; whatever this says */
+    p11_close_session(&p->mod, s); /* it failed; whatever this says */
     pthread_mutex_lock(&p->pool_mu);
     p->open--;
     pthread_cond_signal(&p->pool_cv);
@@ -144,7 +146,7 @@ static int open_and_login(struct p11_impl *p, char *why, size_t whylen)
     if (p11_select_token(&p->mod, &p->cfg, &p->slot, &info, why, whylen) != 0)
         return -1;
     p11_token_label(&info, p->token_label, sizeof p->token_label);
-    CK_RV rv = p->mod.f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, &p->login_session);
+    CK_RV rv = p11_open_session(&p->mod, p->slot, CKF_SERIAL_SESSION, &p->login_session);
     if (rv != CKR_OK) {
         snprintf(why, whylen, "C_OpenSession on token \"%s\": %s", p->token_label, p11_rv_name(rv));
         return -1;
@@ -193,8 +195,8 @@ static int find_key(struct p11_impl *p, char *why, size_t whylen)
             continue;
         }
         if (kt != p->key_type) {
-            snprintf(last, sizeof last, "its key type (0x%lx) is not the certificate's",
-                     (unsigned long)kt);
+            snprintf(last, sizeof last, "its key type (0x%lx) is not the %s", (unsigned long)kt,
+                     p->key_only ? "public key's" : "certificate's");
             continue;
         }
         unsigned char sig[1024];
@@ -214,19 +216,25 @@ static int find_key(struct p11_impl *p, char *why, size_t whylen)
             p->key = cand[i];
             return 0;
         }
-        snprintf(last, sizeof last, "its signature does not verify with the CA certificate's key");
+        snprintf(last, sizeof last, "its signature does not verify with the %s",
+                 p->key_only ? "public key" : "CA certificate's key");
     }
     snprintf(why, whylen,
-             "the private key labelled \"%s\" on token \"%s\" (%lu found) does not match the CA "
-             "certificate: %s",
-             p->key_label, p->token_label, (unsigned long)n, last);
+             "the private key labelled \"%s\" on token \"%s\" (%lu found) does not match the %s: "
+             "%s",
+             p->key_label, p->token_label, (unsigned long)n,
+             p->key_only ? "public key read at start" : "CA certificate", last);
     return -1;
 }
 
+/* Closes this signer's sessions (exclusive lock held: every open signing session is idle). Not
+ * C_CloseAllSessions: another signer of this process may use the same token. */
 static void drop_connection(struct p11_impl *p)
 {
-    if (p->mod.f && p->has_login_session)
-        p->mod.f->C_CloseAllSessions(p->slot);
+    for (size_t i = 0; i < p->nidle; i++)
+        p11_close_session(&p->mod, p->idle[i]);
+    if (p->has_login_session)
+        p11_close_session(&p->mod, p->login_session);
     p->has_login_session = 0;
     p->up = 0;
     pthread_mutex_lock(&p->pool_mu);
@@ -327,7 +335,8 @@ static void p11_destroy_op(void *impl)
     struct p11_impl *p = impl;
     if (!p)
         return;
-    p11_module_unload(&p->mod); /* C_Finalize closes every session */
+    drop_connection(p);         /* the module may stay loaded for another signer */
+    p11_module_unload(&p->mod); /* C_Finalize when this was its last user */
     pkcs11_config_clear(&p->cfg);
     pkcs11_secret_free(p->pin);
     free(p->key_label);
@@ -469,21 +478,164 @@ static const char *key_description(EVP_PKEY *k, char *buf, size_t len)
     return buf;
 }
 
-signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whylen)
+/* Key-only mode: the public key of the key pair labelled key_label (see the header). */
+static EVP_PKEY *token_public_key(struct p11_impl *p, char *why, size_t whylen)
 {
-    char reason[768] = "";
+    CK_OBJECT_HANDLE objs[2];
+    CK_ULONG n = 0;
+    char reason[256] = "";
+    CK_RV rv = p11_find(&p->mod, p->login_session, CKO_PUBLIC_KEY, NULL, 0, p->key_label, objs,
+                        2, &n);
+    if (rv != CKR_OK) {
+        snprintf(why, whylen, "searching token \"%s\" for the public key labelled \"%s\": %s",
+                 p->token_label, p->key_label, p11_rv_name(rv));
+        return NULL;
+    }
+    if (n > 1) {
+        snprintf(why, whylen, "token \"%s\" holds several public keys labelled \"%s\"; remove the "
+                              "extra ones or choose another label", p->token_label, p->key_label);
+        return NULL;
+    }
+    if (n == 1) {
+        EVP_PKEY *k = p11_read_public_key(&p->mod, p->login_session, objs[0], reason,
+                                          sizeof reason);
+        if (!k)
+            snprintf(why, whylen, "public key labelled \"%s\" on token \"%s\": %s", p->key_label,
+                     p->token_label, reason);
+        return k;
+    }
+    /* No public key object: the private key's own public attributes. */
+    rv = p11_find(&p->mod, p->login_session, CKO_PRIVATE_KEY, NULL, 0, p->key_label, objs, 2, &n);
+    if (rv != CKR_OK || n != 1) {
+        if (rv != CKR_OK)
+            snprintf(why, whylen, "searching token \"%s\" for the private key labelled \"%s\": %s",
+                     p->token_label, p->key_label, p11_rv_name(rv));
+        else if (n == 0)
+            snprintf(why, whylen, "no private key labelled \"%s\" on token \"%s\"%s", p->key_label,
+                     p->token_label,
+                     p->cfg.login_not_supported ? " (LoginNotSupported is set)" : "");
+        else
+            snprintf(why, whylen, "token \"%s\" holds several private keys labelled \"%s\" and no "
+                                  "public key with that label", p->token_label, p->key_label);
+        return NULL;
+    }
+    EVP_PKEY *k = p11_read_public_key(&p->mod, p->login_session, objs[0], reason, sizeof reason);
+    if (k)
+        return k;
+    unsigned char *spki = NULL;
+    CK_ULONG len = 0;
+    if (p11_get_attr(&p->mod, p->login_session, objs[0], CKA_PUBLIC_KEY_INFO, &spki, &len) ==
+            CKR_OK &&
+        len > 0) {
+        const unsigned char *q = spki;
+        k = d2i_PUBKEY(NULL, &q, (long)len);
+        if (k && q != spki + len) {
+            EVP_PKEY_free(k);
+            k = NULL;
+        }
+        ERR_clear_error();
+    }
+    free(spki);
+    if (!k)
+        snprintf(why, whylen,
+                 "no public key labelled \"%s\" on token \"%s\", and its private key shows no "
+                 "usable public half (CKA_EC_POINT: %s; CKA_PUBLIC_KEY_INFO: none)",
+                 p->key_label, p->token_label, reason);
+    return k;
+}
+
+/* Common to both constructors: config, PIN, module, token, log-in. */
+static int connect_first(struct p11_impl *p, const char *config_path, const char *pin_file,
+                         char *reason, size_t rlen)
+{
+    if (pkcs11_config_load(config_path, &p->cfg, reason, rlen) != 0)
+        return -1;
+    int prc = pkcs11_pin_resolve(&p->cfg, pin_file, &p->pin, &p->pin_source, reason, rlen);
+    /* One copy of the PIN is enough: drop the config's. */
+    pkcs11_secret_free(p->cfg.pin);
+    p->cfg.pin = NULL;
+    if (prc < 0)
+        return -1;
+    if (prc == 1 && !p->cfg.login_not_supported) {
+        snprintf(reason, rlen,
+                 "no PIN: give --pkcs11-pin-file, a systemd credential \"%s\", or Pin in %s (or "
+                 "set LoginNotSupported there)",
+                 PKCS11_PIN_CREDENTIAL, config_path);
+        return -1;
+    }
+    p->wait_ns = p->cfg.pool_wait_timeout_ns;
+    if (p11_module_load(&p->mod, p->cfg.path, reason, rlen) != 0 ||
+        open_and_login(p, reason, rlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* Common to both constructors, once s->public_key is set: algorithm, key, pool, self-test. */
+static int finish(signer *s, struct p11_impl *p, char *reason, size_t rlen)
+{
+    if (signer_init_algorithm(s, reason, rlen) != 0)
+        return -1;
+    if ((p->ca_pub = EVP_PKEY_dup(s->public_key)) == NULL ||
+        (p->md = EVP_MD_fetch(NULL, OBJ_nid2sn(s->md_nid), NULL)) == NULL) {
+        snprintf(reason, rlen, "digest %s is not available", OBJ_nid2sn(s->md_nid));
+        return -1;
+    }
+    switch (EVP_PKEY_get_base_id(p->ca_pub)) {
+    case EVP_PKEY_EC: p->key_type = CKK_EC; break;
+    case EVP_PKEY_RSA: p->key_type = CKK_RSA; break;
+    default:
+        snprintf(reason, rlen, "key type %s cannot be used through PKCS#11 here",
+                 EVP_PKEY_get0_type_name(p->ca_pub));
+        return -1;
+    }
+    if (find_key(p, reason, rlen) != 0)
+        return -1;
+    p->max = session_limit(p);
+    if ((p->idle = calloc(p->max, sizeof *p->idle)) == NULL) {
+        snprintf(reason, rlen, "out of memory");
+        return -1;
+    }
+    p->up = 1;
+    p->generation = 1;
+
+    unsigned char *sig = malloc(s->max_sig_len);
+    size_t siglen = s->max_sig_len;
+    char r2[256] = "out of memory";
+    int rc = sig ? signer_sign(s, probe, sizeof probe - 1, sig, &siglen, r2, sizeof r2) : -1;
+    free(sig);
+    if (rc != 0) {
+        snprintf(reason, rlen, "self-test signature failed: %s", r2);
+        return -1;
+    }
+    return 0;
+}
+
+static signer *signer_alloc(const char *kind, struct p11_impl **pp)
+{
     signer *s = calloc(1, sizeof *s);
     struct p11_impl *p = impl_new();
     if (!s || !p) {
         free(s);
         if (p)
             p11_destroy_op(p);
-        snprintf(why, whylen, "pkcs11ca: out of memory");
         return NULL;
     }
     s->ops = &p11_ops;
     s->impl = p;
-    s->kind = "pkcs11ca";
+    s->kind = kind;
+    *pp = p;
+    return s;
+}
+
+signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whylen)
+{
+    char reason[768] = "";
+    struct p11_impl *p = NULL;
+    signer *s = signer_alloc("pkcs11ca", &p);
+    if (!s) {
+        snprintf(why, whylen, "pkcs11ca: out of memory");
+        return NULL;
+    }
 
     const char *config_path =
         o->config_path && *o->config_path ? o->config_path : PKCS11_DEFAULT_CONFIG_PATH;
@@ -497,26 +649,7 @@ signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whyl
         snprintf(reason, sizeof reason, "out of memory");
         goto fail;
     }
-    if (pkcs11_config_load(config_path, &p->cfg, reason, sizeof reason) != 0)
-        goto fail;
-    int prc = pkcs11_pin_resolve(&p->cfg, o->pin_file, &p->pin, &p->pin_source, reason,
-                                 sizeof reason);
-    /* One copy of the PIN is enough: drop the config's. */
-    pkcs11_secret_free(p->cfg.pin);
-    p->cfg.pin = NULL;
-    if (prc < 0)
-        goto fail;
-    if (prc == 1 && !p->cfg.login_not_supported) {
-        snprintf(reason, sizeof reason,
-                 "no PIN: give --pkcs11-pin-file, a systemd credential \"%s\", or Pin in %s (or "
-                 "set LoginNotSupported there)",
-                 PKCS11_PIN_CREDENTIAL, config_path);
-        goto fail;
-    }
-    p->wait_ns = p->cfg.pool_wait_timeout_ns;
-
-    if (p11_module_load(&p->mod, p->cfg.path, reason, sizeof reason) != 0 ||
-        open_and_login(p, reason, sizeof reason) != 0)
+    if (connect_first(p, config_path, o->pin_file, reason, sizeof reason) != 0)
         goto fail;
 
     X509 *issuing = issuing_cert(p, o, reason, sizeof reason);
@@ -537,43 +670,12 @@ signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whyl
         goto fail;
 
     s->public_key = X509_get_pubkey(sk_X509_value(s->chain, 0));
-    if (!s->public_key || signer_init_algorithm(s, reason, sizeof reason) != 0) {
-        if (!s->public_key)
-            snprintf(reason, sizeof reason, "the issuing certificate has no usable public key");
+    if (!s->public_key) {
+        snprintf(reason, sizeof reason, "the issuing certificate has no usable public key");
         goto fail;
     }
-    if ((p->ca_pub = X509_get_pubkey(sk_X509_value(s->chain, 0))) == NULL ||
-        (p->md = EVP_MD_fetch(NULL, OBJ_nid2sn(s->md_nid), NULL)) == NULL) {
-        snprintf(reason, sizeof reason, "digest %s is not available", OBJ_nid2sn(s->md_nid));
+    if (finish(s, p, reason, sizeof reason) != 0)
         goto fail;
-    }
-    switch (EVP_PKEY_get_base_id(p->ca_pub)) {
-    case EVP_PKEY_EC: p->key_type = CKK_EC; break;
-    case EVP_PKEY_RSA: p->key_type = CKK_RSA; break;
-    default:
-        snprintf(reason, sizeof reason, "CA key type %s cannot be used through PKCS#11 here",
-                 EVP_PKEY_get0_type_name(p->ca_pub));
-        goto fail;
-    }
-    if (find_key(p, reason, sizeof reason) != 0)
-        goto fail;
-    p->max = session_limit(p);
-    if ((p->idle = calloc(p->max, sizeof *p->idle)) == NULL) {
-        snprintf(reason, sizeof reason, "out of memory");
-        goto fail;
-    }
-    p->up = 1;
-    p->generation = 1;
-
-    unsigned char *sig = malloc(s->max_sig_len);
-    size_t siglen = s->max_sig_len;
-    char r2[256] = "out of memory";
-    int rc = sig ? signer_sign(s, probe, sizeof probe - 1, sig, &siglen, r2, sizeof r2) : -1;
-    free(sig);
-    if (rc != 0) {
-        snprintf(reason, sizeof reason, "self-test signature failed: %s", r2);
-        goto fail;
-    }
     char kd[64];
     log_info("pkcs11",
              "pkcs11ca: module %s, token \"%s\" (slot %lu), key \"%s\" (%s), chain of %d, PIN from "
@@ -586,6 +688,49 @@ signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whyl
 fail:
     ERR_clear_error();
     snprintf(why, whylen, "pkcs11ca: %s", reason);
+    signer_free(s);
+    return NULL;
+}
+
+signer *signer_pkcs11_key_new(const struct pkcs11_options *o, char *why, size_t whylen)
+{
+    char reason[768] = "";
+    struct p11_impl *p = NULL;
+    if (!o->key_label || !*o->key_label) {
+        snprintf(why, whylen, "pkcs11: the key's label (--hsm-key-label) is required");
+        return NULL;
+    }
+    signer *s = signer_alloc("pkcs11", &p);
+    if (!s) {
+        snprintf(why, whylen, "pkcs11: out of memory");
+        return NULL;
+    }
+    const char *config_path =
+        o->config_path && *o->config_path ? o->config_path : PKCS11_DEFAULT_CONFIG_PATH;
+    p->key_only = 1;
+    if ((p->key_label = strdup(o->key_label)) == NULL ||
+        (s->chain = sk_X509_new_null()) == NULL) {
+        snprintf(reason, sizeof reason, "out of memory");
+        goto fail;
+    }
+    if (connect_first(p, config_path, o->pin_file, reason, sizeof reason) != 0)
+        goto fail;
+    if ((s->public_key = token_public_key(p, reason, sizeof reason)) == NULL)
+        goto fail;
+    if (finish(s, p, reason, sizeof reason) != 0)
+        goto fail;
+    char kd[64];
+    log_info("pkcs11",
+             "pkcs11: module %s, token \"%s\" (slot %lu), key \"%s\" (%s, no certificate), PIN "
+             "from %s, up to %zu signing sessions",
+             p->cfg.path, p->token_label, (unsigned long)p->slot, p->key_label,
+             key_description(p->ca_pub, kd, sizeof kd),
+             p->pin_source ? p->pin_source : "nowhere (LoginNotSupported)", p->max);
+    return s;
+
+fail:
+    ERR_clear_error();
+    snprintf(why, whylen, "pkcs11 key \"%s\": %s", o->key_label, reason);
     signer_free(s);
     return NULL;
 }

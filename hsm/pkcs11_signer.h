@@ -1,6 +1,8 @@
 /*
  * hsm/pkcs11_signer.h: the pkcs11ca backend: the CA key lives in a PKCS#11 token (an HSM, or
  * SoftHSM2 in development) and never leaves it; this process asks the token for signatures.
+ * The same signer without a certificate (signer_pkcs11_key_new, "key-only") holds the CT log's
+ * key.
  *
  * Fulcio's pkcs11ca (fulcio-compat.md §6), same flags and config file:
  *   --pkcs11-config-path  crypto11 JSON: Path (module), TokenLabel | TokenSerial | SlotNumber, Pin
@@ -79,6 +81,19 @@
  * token rejects (CKR_PIN_INCORRECT, _LOCKED, _EXPIRED, _INVALID, _LEN_RANGE) is never tried
  * again, so a wrong PIN cannot lock the token; only a restart with the right PIN helps then.
  *
+ * Another signer of this process on the same module (the embedded CT log's key next to the CA's):
+ * the module's initialisation is shared (hsm/pkcs11_token.h), so reconnecting then does not
+ * C_Finalize; it closes this signer's own sessions (never C_CloseAllSessions, which would close
+ * the other signer's too), opens new ones and logs in again.
+ *
+ * ---- Key-only mode (signer_pkcs11_key_new) ----
+ * No certificate: the key is the private key labelled --hsm-key-label, and its public half comes
+ * from the token's public-key object with the same CKA_LABEL, or, when there is none, from the
+ * private key object itself (CKA_EC_PARAMS + CKA_EC_POINT, else CKA_PUBLIC_KEY_INFO). Kind
+ * "pkcs11", empty chain; connection, session pool, reconnect and retry exactly as above, the
+ * probe signature checked with that public key (so a different key under the same label is never
+ * used after a reconnect).
+ *
  * ---- For tests: a different module ----
  * The module is whatever the config's Path names; a test points it at a fault-injecting module
  * (tests/pkcs11_fault) by writing {"Path": "<that .so>", "TokenLabel": ..., "Pin": ...}.
@@ -105,5 +120,10 @@ struct pkcs11_options {
  * signer of kind "pkcs11ca", or NULL with a reason (never containing the PIN). Logs (info) the
  * module, token, key type and where the PIN came from. */
 signer *signer_pkcs11_new(const struct pkcs11_options *o, char *why, size_t whylen);
+
+/* Key-only mode (above): uses o->config_path, o->pin_file and o->key_label (required here: no
+ * default), ignores the certificate options. Returns a signer of kind "pkcs11" with an empty
+ * chain, or NULL with a reason (never containing the PIN). Logs (info) like signer_pkcs11_new. */
+signer *signer_pkcs11_key_new(const struct pkcs11_options *o, char *why, size_t whylen);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "hsm/pkcs11_token.h"
 
+#include "hsm/pkcs11_config.h"
+
 #include <dlfcn.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -11,11 +13,40 @@
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- the module ---- */
+
+/* Who opened a session handle (p11_open_session), so that a user never closes a handle that
+ * died and was handed to another user (modules reuse handle numbers). */
+struct p11_session_owner {
+    CK_SESSION_HANDLE h;
+    const p11_module *owner;
+};
+
+/* One entry per loaded library (dlopen handle), guarded by g_modules_mu. */
+struct p11_shared {
+    void *dl;
+    unsigned users; /* p11_modules of this process that have it loaded */
+    int ours;       /* one of them initialised it: the last unload finalizes it */
+    struct p11_session_owner *sess;
+    size_t nsess, capsess;
+    struct p11_shared *next;
+};
+
+static pthread_mutex_t g_modules_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct p11_shared *g_modules;
+
+static CK_RV initialize(CK_FUNCTION_LIST_PTR f)
+{
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    return f->C_Initialize(&args);
+}
 
 int p11_module_load(p11_module *m, const char *path, char *why, size_t whylen)
 {
@@ -41,41 +72,64 @@ int p11_module_load(p11_module *m, const char *path, char *why, size_t whylen)
         p11_module_unload(m);
         return -1;
     }
-    CK_C_INITIALIZE_ARGS args;
-    memset(&args, 0, sizeof args);
-    args.flags = CKF_OS_LOCKING_OK;
-    rv = m->f->C_Initialize(&args);
-    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        m->initialized = 0;
-    } else if (rv != CKR_OK) {
+    pthread_mutex_lock(&g_modules_mu);
+    struct p11_shared *sh = g_modules;
+    while (sh && sh->dl != m->dl)
+        sh = sh->next;
+    if (sh) { /* already loaded and initialised in this process */
+        sh->users++;
+        m->shared = sh;
+        pthread_mutex_unlock(&g_modules_mu);
+        return 0;
+    }
+    if ((sh = calloc(1, sizeof *sh)) == NULL) {
+        pthread_mutex_unlock(&g_modules_mu);
+        snprintf(why, whylen, "%s: out of memory", path);
+        m->f = NULL;
+        p11_module_unload(m);
+        return -1;
+    }
+    rv = initialize(m->f);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        pthread_mutex_unlock(&g_modules_mu);
+        free(sh);
         snprintf(why, whylen, "%s: C_Initialize failed: %s", path, p11_rv_name(rv));
         m->f = NULL;
         p11_module_unload(m);
         return -1;
-    } else {
-        m->initialized = 1;
     }
+    m->initialized = sh->ours = rv == CKR_OK;
+    sh->dl = m->dl;
+    sh->users = 1;
+    sh->next = g_modules;
+    g_modules = sh;
+    m->shared = sh;
+    pthread_mutex_unlock(&g_modules_mu);
     return 0;
 }
 
 int p11_module_reinit(p11_module *m, char *why, size_t whylen)
 {
-    if (!m->f) {
+    if (!m->f || !m->shared) {
         snprintf(why, whylen, "the PKCS#11 module is not loaded");
         return -1;
     }
-    if (m->initialized)
+    pthread_mutex_lock(&g_modules_mu);
+    struct p11_shared *sh = m->shared;
+    if (sh->users > 1) { /* another user's calls may be in progress: leave the module be */
+        pthread_mutex_unlock(&g_modules_mu);
+        return 0;
+    }
+    if (sh->ours)
         m->f->C_Finalize(NULL); /* whatever it says: we start over */
-    m->initialized = 0;
-    CK_C_INITIALIZE_ARGS args;
-    memset(&args, 0, sizeof args);
-    args.flags = CKF_OS_LOCKING_OK;
-    CK_RV rv = m->f->C_Initialize(&args);
+    sh->nsess = 0;              /* every session is gone */
+    CK_RV rv = initialize(m->f);
+    sh->ours = m->initialized = rv == CKR_OK;
+    pthread_mutex_unlock(&g_modules_mu);
     if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
         snprintf(why, whylen, "C_Initialize failed: %s", p11_rv_name(rv));
         return -1;
     }
-    m->initialized = rv == CKR_OK;
     return 0;
 }
 
@@ -83,11 +137,81 @@ void p11_module_unload(p11_module *m)
 {
     if (!m)
         return;
-    if (m->f && m->initialized)
-        m->f->C_Finalize(NULL);
+    if (m->shared) {
+        pthread_mutex_lock(&g_modules_mu);
+        struct p11_shared *sh = m->shared;
+        for (size_t i = sh->nsess; i-- > 0;) /* forget this user's sessions */
+            if (sh->sess[i].owner == m)
+                sh->sess[i] = sh->sess[--sh->nsess];
+        if (--sh->users == 0) {
+            if (sh->ours && m->f)
+                m->f->C_Finalize(NULL);
+            struct p11_shared **pp = &g_modules;
+            while (*pp && *pp != sh)
+                pp = &(*pp)->next;
+            if (*pp)
+                *pp = sh->next;
+            free(sh->sess);
+            free(sh);
+        }
+        pthread_mutex_unlock(&g_modules_mu);
+    }
     if (m->dl)
         dlclose(m->dl);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- sessions ---- */
+
+CK_RV p11_open_session(p11_module *m, CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE *s)
+{
+    CK_RV rv = m->f->C_OpenSession(slot, flags, NULL, NULL, s);
+    if (rv != CKR_OK || !m->shared)
+        return rv;
+    pthread_mutex_lock(&g_modules_mu);
+    struct p11_shared *sh = m->shared;
+    size_t i = 0;
+    while (i < sh->nsess && sh->sess[i].h != *s)
+        i++;
+    if (i == sh->nsess && sh->nsess == sh->capsess) {
+        size_t cap = sh->capsess ? sh->capsess * 2 : 32;
+        struct p11_session_owner *bigger = realloc(sh->sess, cap * sizeof *bigger);
+        if (!bigger) {
+            pthread_mutex_unlock(&g_modules_mu);
+            m->f->C_CloseSession(*s);
+            return CKR_HOST_MEMORY;
+        }
+        sh->sess = bigger;
+        sh->capsess = cap;
+    }
+    if (i == sh->nsess)
+        sh->nsess++;
+    sh->sess[i].h = *s; /* a reused handle now belongs to its new opener */
+    sh->sess[i].owner = m;
+    pthread_mutex_unlock(&g_modules_mu);
+    return CKR_OK;
+}
+
+void p11_close_session(p11_module *m, CK_SESSION_HANDLE s)
+{
+    if (!m->f)
+        return;
+    int close_it = 1;
+    if (m->shared) {
+        pthread_mutex_lock(&g_modules_mu);
+        struct p11_shared *sh = m->shared;
+        for (size_t i = 0; i < sh->nsess; i++) {
+            if (sh->sess[i].h == s) {
+                close_it = sh->sess[i].owner == m;
+                if (close_it)
+                    sh->sess[i] = sh->sess[--sh->nsess];
+                break;
+            }
+        }
+        pthread_mutex_unlock(&g_modules_mu);
+    }
+    if (close_it)
+        m->f->C_CloseSession(s); /* it may be gone already: whatever this says */
 }
 
 /* ---- tokens ---- */
@@ -492,14 +616,16 @@ CK_RV p11_generate_key_pair(p11_module *m, CK_SESSION_HANDLE s, enum p11_keygen 
         if (ec_len <= 0)
             return CKR_HOST_MEMORY;
     }
-    CK_ATTRIBUTE pub_t[8] = {
+    CK_ATTRIBUTE pub_t[10] = {
         {CKA_TOKEN, &yes, sizeof yes},
         {CKA_PRIVATE, &no, sizeof no},
         {CKA_VERIFY, &yes, sizeof yes},
+        {CKA_ENCRYPT, &no, sizeof no}, /* the pair only signs */
+        {CKA_WRAP, &no, sizeof no},
         {CKA_LABEL, (void *)label, strlen(label)},
         {CKA_ID, (void *)id, idlen},
     };
-    CK_ULONG npub = 5;
+    CK_ULONG npub = 7;
     if (is_ec) {
         pub_t[npub++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, ec_params, (CK_ULONG)ec_len};
     } else {
@@ -647,4 +773,116 @@ int p11_rv_is_connection_loss(CK_RV rv)
     default:
         return 0;
     }
+}
+
+/* ---- one-shot commands ---- */
+
+int p11_rw_session_open(p11_rw_session *t, const char *config_path, const char *pin_file,
+                        const char **pin_source, char *why, size_t whylen)
+{
+    struct pkcs11_config cfg = {0};
+    char *pin = NULL;
+    const char *source = NULL;
+    int rc = -1;
+    memset(t, 0, sizeof *t);
+    if (pin_source)
+        *pin_source = NULL;
+    if (pkcs11_config_load(config_path, &cfg, why, whylen) != 0)
+        goto done;
+    int prc = pkcs11_pin_resolve(&cfg, pin_file, &pin, &source, why, whylen);
+    if (prc < 0)
+        goto done;
+    if (prc == 1 && !cfg.login_not_supported) {
+        snprintf(why, whylen, "no PIN: give --pkcs11-pin-file, a systemd credential \"%s\", "
+                              "or Pin in %s", PKCS11_PIN_CREDENTIAL, config_path);
+        goto done;
+    }
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO info;
+    if (p11_module_load(&t->mod, cfg.path, why, whylen) != 0 ||
+        p11_select_token(&t->mod, &cfg, &slot, &info, why, whylen) != 0)
+        goto done;
+    p11_token_label(&info, t->token, sizeof t->token);
+    CK_RV rv = p11_open_session(&t->mod, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, &t->s);
+    if (rv != CKR_OK) {
+        snprintf(why, whylen, "C_OpenSession (read/write) on token \"%s\": %s", t->token,
+                 p11_rv_name(rv));
+        goto done;
+    }
+    t->open = 1;
+    if (!cfg.login_not_supported && (rv = p11_login(&t->mod, t->s, pin)) != CKR_OK) {
+        snprintf(why, whylen, "C_Login on token \"%s\" (PIN from %s): %s", t->token, source,
+                 p11_rv_name(rv));
+        goto done;
+    }
+    if (pin_source)
+        *pin_source = cfg.login_not_supported ? NULL : source;
+    rc = 0;
+done:
+    pkcs11_secret_free(pin);
+    pkcs11_config_clear(&cfg);
+    return rc;
+}
+
+void p11_rw_session_close(p11_rw_session *t)
+{
+    if (!t)
+        return;
+    if (t->open)
+        p11_close_session(&t->mod, t->s);
+    t->open = 0;
+    p11_module_unload(&t->mod);
+}
+
+int p11_key_pair_get(p11_rw_session *t, const char *label, const void *id, size_t idlen,
+                     enum p11_keygen type, int reuse, CK_OBJECT_HANDLE *priv,
+                     CK_KEY_TYPE *key_type, EVP_PKEY **pub, int *generated, char *why,
+                     size_t whylen)
+{
+    CK_OBJECT_HANDLE privs[2], pubobj;
+    CK_ULONG n = 0, npub = 0;
+    char reason[256] = "";
+    *pub = NULL;
+    *generated = 0;
+    CK_RV rv = p11_find(&t->mod, t->s, CKO_PRIVATE_KEY, NULL, 0, label, privs, 2, &n);
+    if (rv != CKR_OK) {
+        snprintf(why, whylen, "searching token \"%s\" for keys: %s", t->token, p11_rv_name(rv));
+        return -1;
+    }
+    if (n > 1) {
+        snprintf(why, whylen, "token \"%s\" holds several private keys labelled \"%s\"; remove "
+                              "the extra ones or choose another label", t->token, label);
+        return -1;
+    }
+    if (n == 1 && !reuse) {
+        snprintf(why, whylen, "token \"%s\" already holds a private key labelled \"%s\"; "
+                              "choose another label", t->token, label);
+        return -1;
+    }
+    if (n == 1) {
+        *priv = privs[0];
+        rv = p11_find(&t->mod, t->s, CKO_PUBLIC_KEY, NULL, 0, label, &pubobj, 1, &npub);
+        if (rv != CKR_OK || npub == 0) {
+            snprintf(why, whylen, "token \"%s\" has a private key labelled \"%s\" but no public "
+                                  "key with that label", t->token, label);
+            return -1;
+        }
+    } else {
+        rv = p11_generate_key_pair(&t->mod, t->s, type, label, id, idlen, &pubobj, priv);
+        if (rv != CKR_OK) {
+            snprintf(why, whylen, "C_GenerateKeyPair on token \"%s\": %s", t->token,
+                     p11_rv_name(rv));
+            return -1;
+        }
+        *generated = 1;
+    }
+    if ((rv = p11_key_type(&t->mod, t->s, *priv, key_type)) != CKR_OK) {
+        snprintf(why, whylen, "reading the key type of \"%s\": %s", label, p11_rv_name(rv));
+        return -1;
+    }
+    if ((*pub = p11_read_public_key(&t->mod, t->s, pubobj, reason, sizeof reason)) == NULL) {
+        snprintf(why, whylen, "public key labelled \"%s\": %s", label, reason);
+        return -1;
+    }
+    return 0;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/metrics.h"
+
 static const char *kind_of(const signer *s)
 {
     return s->kind ? s->kind : "unknown";
@@ -39,6 +41,33 @@ int signer_healthy(const signer *s)
     return s && atomic_load_explicit((_Atomic int *)&s->sign_failed, memory_order_relaxed) == 0;
 }
 
+/* fulcrum_hsm_sign_seconds{backend} and fulcrum_hsm_sign_errors_total{backend}: every
+ * signer_sign call (retry included), whatever the backend. */
+static void observe(const signer *s, double seconds, int failed)
+{
+    static const double buckets[] = {.0001, .00025, .0005, .001, .0025, .005, .01,
+                                     .025,  .05,    .1,    .25,  .5,    1,    2.5, 5};
+    static const char *const labels[] = {"backend", NULL};
+    static metric_family *_Atomic lat, *_Atomic err; /* registration is idempotent */
+    metric_family *l = atomic_load(&lat), *e = atomic_load(&err);
+    if (!l) {
+        l = metrics_histogram("fulcrum_hsm_sign_seconds",
+                              "Time of one CA signature (signer_sign, retry included)", labels,
+                              buckets, sizeof buckets / sizeof buckets[0]);
+        atomic_store(&lat, l);
+    }
+    if (!e) {
+        e = metrics_counter("fulcrum_hsm_sign_errors_total",
+                            "CA signatures that failed (after the retry)", labels);
+        atomic_store(&err, e);
+    }
+    metric_observe(metric_get1(l, kind_of(s)), seconds);
+    if (failed)
+        metric_inc(metric_get1(e, kind_of(s)));
+    else
+        metric_get1(e, kind_of(s)); /* the backend's error series shows 0 */
+}
+
 int signer_sign(signer *s, const unsigned char *tbs, size_t tbslen, unsigned char *sig,
                 size_t *siglen, char *why, size_t whylen)
 {
@@ -46,7 +75,9 @@ int signer_sign(signer *s, const unsigned char *tbs, size_t tbslen, unsigned cha
         snprintf(why, whylen, "signer_sign: invalid arguments");
         return -1;
     }
+    double t0 = metrics_now();
     int rc = sign_once_more(s, tbs, tbslen, sig, siglen, why, whylen);
+    observe(s, metrics_now() - t0, rc != 0);
     atomic_store_explicit(&s->sign_failed, rc != 0, memory_order_relaxed);
     return rc;
 }

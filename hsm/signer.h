@@ -35,12 +35,12 @@ struct signer_ops {
 typedef struct signer {
     const struct signer_ops *ops;
     void *impl;
-    const char *kind;          /* "ephemeralca", "fileca", "pkcs11ca" */
+    const char *kind;          /* "ephemeralca", "fileca", "pkcs11ca"; "pkcs11" = a key only (CT log) */
     EVP_PKEY *public_key;      /* the CA key's public half (owned) */
     int md_nid;                /* digest used with the key: NID_sha256/384/512, NID_undef for Ed25519 */
     X509_ALGOR *sig_alg;       /* AlgorithmIdentifier for certificates this key signs (owned) */
     size_t max_sig_len;        /* upper bound for a signature's length */
-    STACK_OF(X509) *chain;     /* issuing certificate first, root last (owned) */
+    STACK_OF(X509) *chain;     /* issuing certificate first, root last (owned); empty for a key-only signer */
     _Atomic int sign_failed;   /* 1 after signer_sign() finally failed, 0 after it succeeded */
 } signer;
 

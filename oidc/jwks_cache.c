@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define COMPONENT "jwks"
 #define MAX_REDIRECTS 3
@@ -412,12 +413,30 @@ static int request_start(jwks_cache *c, struct entry *e, enum stage st, char *ur
 
 /* Ends the fetch of `e`: installs `set` (taken over) or records `cause` and arms a retry; wakes
  * the waiters. After this the fetch thread no longer owns e. */
+/* fulcrum_jwks_fetches_total{issuer} (every completed key-set fetch: discovery + JWKS) and
+ * fulcrum_jwks_fetch_failures_total{issuer}. */
+static void count_fetch(const char *issuer, int failed)
+{
+    static const char *const labels[] = {"issuer", NULL};
+    metric_family *all = metrics_counter(
+        "fulcrum_jwks_fetches_total", "Key-set fetches (discovery and JWKS) per issuer", labels);
+    metric_family *bad = metrics_counter("fulcrum_jwks_fetch_failures_total",
+                                         "Key-set fetches that failed, per issuer", labels);
+    metric_inc(metric_get1(all, issuer));
+    if (failed)
+        metric_inc(metric_get1(bad, issuer));
+    else
+        metric_get1(bad, issuer); /* shows 0 */
+}
+
 static void fetch_finish(jwks_cache *c, struct entry *e, oidc_jwk_set *set, const char *cause)
 {
     char msg[ERR_MAX + 400];
+    char issuer[512];
     enum log_level level;
     fetch_reset(&e->f, c->multi);
     pthread_mutex_lock(&c->mu);
+    snprintf(issuer, sizeof issuer, "%s", e->issuer_url);
     double now = now_mono();
     if (set) {
         jwk_set_release(e->set);
@@ -454,6 +473,7 @@ static void fetch_finish(jwks_cache *c, struct entry *e, oidc_jwk_set *set, cons
     e->waiters = NULL;
     pthread_mutex_unlock(&c->mu);
 
+    count_fetch(issuer, set == NULL);
     log_msg(level, COMPONENT, "%s", msg);
     notify_waiters(w);
 }

@@ -832,6 +832,12 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
 int h_ctlog_start(h_ctlog *log, const char *name, const char *roots_pem_path,
                   const char *state_dir, int port)
 {
+    return h_ctlog_start_args(log, name, roots_pem_path, state_dir, port, NULL);
+}
+
+int h_ctlog_start_args(h_ctlog *log, const char *name, const char *roots_pem_path,
+                       const char *state_dir, int port, const char *const *extra_args)
+{
     memset(log, 0, sizeof *log);
     const char *bin = h_env("FULCRUM_BIN");
     if (!bin)
@@ -842,9 +848,13 @@ int h_ctlog_start(h_ctlog *log, const char *name, const char *roots_pem_path,
     snprintf(port_text, sizeof port_text, "%d", port);
     snprintf(log->state_dir, sizeof log->state_dir, "%s", state_dir);
     snprintf(log->public_key_path, sizeof log->public_key_path, "%s/ctlog/public.pem", state_dir);
-    char *argv[] = {(char *)bin, "ctlog", "serve", "--host", "127.0.0.1", "--port", port_text,
-                    "--port-file", port_file, "--state-dir", (char *)state_dir, "--roots",
-                    (char *)roots_pem_path, NULL};
+    char *argv[64] = {(char *)bin, "ctlog", "serve", "--host", "127.0.0.1", "--port", port_text,
+                      "--port-file", port_file, "--state-dir", (char *)state_dir, "--roots",
+                      (char *)roots_pem_path, NULL};
+    int argc = 13;
+    for (size_t i = 0; extra_args && extra_args[i] && argc < 63; i++)
+        argv[argc++] = (char *)extra_args[i];
+    argv[argc] = NULL;
     if (spawn(&log->proc, name, argv) != 0)
         return -1;
     long deadline = now_ms() + H_START_DEADLINE_MS;

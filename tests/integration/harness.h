@@ -163,6 +163,10 @@ typedef struct h_ctlog {
 int h_ctlog_start(h_ctlog *log, const char *name, const char *roots_pem_path,
                   const char *state_dir, int port);
 
+/* h_ctlog_start with more flags (NULL-terminated extra_args, e.g. "--key-path", path). */
+int h_ctlog_start_args(h_ctlog *log, const char *name, const char *roots_pem_path,
+                       const char *state_dir, int port, const char *const *extra_args);
+
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 typedef struct h_response {
@@ -251,5 +255,43 @@ int h_write_file(const char *path, const char *text);
 
 /* Reads a whole file (malloc'd, NUL-terminated) or NULL. */
 char *h_read_file(const char *path, size_t *len);
+
+/* ---- tools, SoftHSM2, SCTs (harness_keys.c) --------------------------------------------- */
+
+/* Runs argv (argv[0] a path) to completion outside the harness's child table (which has a
+ * fixed size), stdin /dev/null, stdout and stderr into files of the temp dir, killing it after
+ * timeout_ms. Returns its exit code (-1 if it could not run, was killed or died of a signal);
+ * *out / *err (may be NULL) receive what it wrote (malloc'd). */
+int h_exec(char *const argv[], int timeout_ms, char **out, char **err);
+
+/* The full path of `name` found on $PATH (out), or -1 with a message. */
+int h_find_tool(const char *name, char *out, size_t len);
+
+/* A SoftHSM2 set-up private to this test. */
+typedef struct h_softhsm {
+    char module[4096]; /* libsofthsm2.so */
+    char util[4096];   /* softhsm2-util */
+    char tool[4096];   /* pkcs11-tool (OpenSC) */
+} h_softhsm;
+
+/* Writes <tmp>/softhsm2.conf with the token directory <tmp>/softhsm-tokens and sets
+ * SOFTHSM2_CONF to it (for this process and every child started later); the module is
+ * $FULCRUM_SOFTHSM2_MODULE or compiled_default (may be NULL); softhsm2-util and pkcs11-tool
+ * must be on PATH. Returns 0 or -1 with a message. */
+int h_softhsm_setup(h_softhsm *h, const char *compiled_default);
+
+/* softhsm2-util --init-token --free --label label --pin pin --so-pin <fixed>. 0 or -1. */
+int h_softhsm_init_token(const h_softhsm *h, const char *label, const char *pin);
+
+/* Writes a crypto11 JSON config {"Path": <module>, "TokenLabel": token_label} (no Pin). */
+int h_softhsm_write_config(const h_softhsm *h, const char *path, const char *token_label);
+
+/* OpenSSL's own check (SCT_LIST_validate) of the SCT list embedded in `leaf`, issued by
+ * `issuer`: 1 when it holds exactly one SCT, valid for the log whose public key is log_key;
+ * else 0 with a message. */
+int h_embedded_sct_valid(X509 *leaf, X509 *issuer, EVP_PKEY *log_key);
+
+/* The PEM public key in path (NULL with a message). */
+EVP_PKEY *h_read_pubkey(const char *path);
 
 #endif

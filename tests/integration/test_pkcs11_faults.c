@@ -5,7 +5,7 @@
  * `fulcrum createca` through the real module, then the server started through the fault-injecting
  * module (tests/pkcs11_fault, README.md there) and driven through: a session lost once (transient,
  * then really closed in the token) and three times in a row, the device failing until cleared
- * (500 code 13 and /healthz 503 while down, recovery without a restart after `clear`), the token
+ * (500 code 13 and /readyz 503 while down, recovery without a restart after `clear`), the token
  * logged out (emulated, then really), log-in / open-session / key search failing during the
  * reconnect, the HSM unplugged under concurrent load, a slow HSM next to other requests, and
  * corrupted signatures. Every certificate the server ever returns is verified against the CA
@@ -173,7 +173,7 @@ static long sign_once(const char *what, long *ms, h_response *keep)
 static long healthz(long *ms)
 {
     char url[128];
-    snprintf(url, sizeof url, "%s/healthz", g_srv.url);
+    snprintf(url, sizeof url, "%s/readyz", g_srv.url);
     h_response r;
     long t0 = now_ms();
     h_get(url, &r);
@@ -184,7 +184,7 @@ static long healthz(long *ms)
     return status;
 }
 
-/* Polls /healthz every 50 ms until it answers `want`; returns the ms it took, -1 on timeout. */
+/* Readiness (/readyz: /healthz is liveness and stays 200). Polls /readyz every 50 ms until it answers `want`; returns the ms it took, -1 on timeout. */
 static long wait_healthz(long want, long timeout_ms)
 {
     long t0 = now_ms();
@@ -354,13 +354,13 @@ static void device_error_until_cleared(void)
     h_response_free(&r);
     printf("fact: %s: first request answered %ld in %ld ms\n", what, st, ms);
     long t = wait_healthz(503, 5000);
-    CHECK(t >= 0, "%s: /healthz turns 503 while the HSM is down", what);
+    CHECK(t >= 0, "%s: /readyz turns 503 while the HSM is down", what);
     printf("fact: %s: /healthz 503 %ld ms after the failed request\n", what, t);
     st = sign_once(what, &ms, &r);
     CHECK(h_is_error(&r, 500, 13, MSG_CA_BACKEND), "%s: still 500 while down (status %ld)", what,
           st);
     h_response_free(&r);
-    CHECK(healthz(NULL) == 503, "%s: /healthz still 503", what);
+    CHECK(healthz(NULL) == 503, "%s: /readyz still 503", what);
 
     control("clear\n");
     long t0 = now_ms();
@@ -557,7 +557,7 @@ static void reconnect_step_fails(const char *rule, const char *what)
           "gets 500 code 13 (status %ld)", what, st);
     h_response_free(&r);
     CHECK(fstat_value("other_injected") == injected + 1, "%s: the reconnect hit the fault", what);
-    CHECK(healthz(NULL) == 503, "%s: /healthz 503 after the failed reconnect", what);
+    CHECK(healthz(NULL) == 503, "%s: /readyz 503 after the failed reconnect", what);
     long ms;
     st = sign_once(what, &ms, NULL);
     CHECK(st == 200, "%s: the next request reconnects and succeeds (status %ld)", what, st);
@@ -583,13 +583,14 @@ static void unplugged_under_load(void)
     printf("fact: %s: 8 concurrent requests while down: %d x 500, slowest %ld ms; "
            "%d failed reconnects logged\n",
            what, n500, slowest, log_count("reconnecting to the token failed") - fails_before);
-    CHECK(healthz(NULL) == 503, "%s: /healthz 503 while down", what);
+    CHECK(healthz(NULL) == 503, "%s: /readyz 503 while down", what);
     char url[128];
-    snprintf(url, sizeof url, "%s/healthz", g_srv.url);
+    snprintf(url, sizeof url, "%s/readyz", g_srv.url);
     h_response r;
     h_get(url, &r);
-    CHECK(r.body && strcmp(r.body, "{\"status\":\"NOT_SERVING\"}") == 0,
-          "%s: /healthz body {\"status\":\"NOT_SERVING\"} (%s)", what, r.body ? r.body : "");
+    CHECK(r.body && strstr(r.body, "{\"status\":\"NOT_READY\",\"checks\":{\"signer\":\"the last "
+                                   "signature of the pkcs11ca signer failed\""),
+          "%s: /readyz body says NOT_READY because of the signer (%s)", what, r.body ? r.body : "");
     h_response_free(&r);
 
     control("clear\n");

@@ -1,0 +1,386 @@
+/*
+ * ca/audit_log.c: the audit log's file and its group-committing writer thread (ca/audit_log.h).
+ */
+#include "ca/audit_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+
+struct pending {
+    struct pending *next;
+    char *line; /* with its newline */
+    size_t len;
+    struct event *ev; /* on the caller's base; NULL = call on the writer thread */
+    audit_done_cb cb;
+    void *arg;
+    int ok;
+};
+
+struct audit_log {
+    int fd;
+    char path[4096];
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct pending *head, *tail;
+    int stopping;
+    audit_log_stats stats;
+    metric_series *m_records, *m_failures, *m_sync, *m_batch;
+};
+
+static void register_metrics(audit_log *a)
+{
+    static const double sync_buckets[] = {.0001, .00025, .0005, .001, .0025, .005,
+                                          .01,   .025,   .05,   .1,   .25,   1};
+    static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+    a->m_records = metric_get0(metrics_counter(
+        "fulcrum_audit_records_total", "Certificates recorded durably in the audit log", NULL));
+    a->m_failures = metric_get0(metrics_counter(
+        "fulcrum_audit_failures_total",
+        "Audit records that could not be written or synced (their certificates were withheld)",
+        NULL));
+    a->m_sync = metric_get0(metrics_histogram(
+        "fulcrum_audit_sync_seconds", "Time of one audit log batch write and fdatasync", NULL,
+        sync_buckets, sizeof sync_buckets / sizeof sync_buckets[0]));
+    a->m_batch = metric_get0(metrics_histogram(
+        "fulcrum_audit_batch_records", "Records per audit log fdatasync (group commit)", NULL,
+        batch_buckets, sizeof batch_buckets / sizeof batch_buckets[0]));
+}
+
+/* The directory of path, made durable after the file was created. */
+static void sync_parent_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
+/* Creates the parent directory (0700) when it is missing; one level only. */
+static int make_parent_dir(const char *path, char *why, size_t whylen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create the audit log's directory %.300s: %s", dir,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Drops a partial last line (a batch cut short by a crash: never answered). */
+static int repair_tail(audit_log *a, char *why, size_t whylen)
+{
+    struct stat st;
+    if (fstat(a->fd, &st) != 0) {
+        snprintf(why, whylen, "cannot stat the audit log %.300s: %s", a->path, strerror(errno));
+        return -1;
+    }
+    off_t size = st.st_size, end = size;
+    char buf[4096];
+    while (end > 0) {
+        size_t n = end >= (off_t)sizeof buf ? sizeof buf : (size_t)end;
+        ssize_t got = pread(a->fd, buf, n, end - (off_t)n);
+        if (got != (ssize_t)n) {
+            snprintf(why, whylen, "cannot read the audit log %.300s: %s", a->path,
+                     got < 0 ? strerror(errno) : "short read");
+            return -1;
+        }
+        ssize_t i = (ssize_t)n - 1;
+        while (i >= 0 && buf[i] != '\n')
+            i--;
+        if (i >= 0) {
+            end = end - (off_t)n + i + 1;
+            break;
+        }
+        end -= (off_t)n;
+    }
+    if (end == size)
+        return 0;
+    if (ftruncate(a->fd, end) != 0 || fdatasync(a->fd) != 0) {
+        snprintf(why, whylen, "cannot remove the partial last record of %.300s: %s", a->path,
+                 strerror(errno));
+        return -1;
+    }
+    log_warn("audit", "audit log %s ended with a partial record (%lld bytes, from a crash before "
+                      "that certificate was handed out): removed",
+             a->path, (long long)(size - end));
+    return 0;
+}
+
+static void on_done_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct pending *p = arg;
+    event_free(p->ev);
+    p->cb(p->arg, p->ok);
+    free(p->line);
+    free(p);
+}
+
+static void finish(struct pending *p, int ok)
+{
+    p->ok = ok;
+    if (p->ev) {
+        event_active(p->ev, EV_TIMEOUT, 1);
+        return;
+    }
+    p->cb(p->arg, ok);
+    free(p->line);
+    free(p);
+}
+
+/* Writes all of the batch; 0 or -1 with errno. */
+static int write_batch(int fd, struct pending *batch)
+{
+    struct iovec iov[IOV_MAX > 1024 ? 1024 : IOV_MAX];
+    const int cap = (int)(sizeof iov / sizeof iov[0]);
+    struct pending *p = batch;
+    while (p) {
+        int n = 0;
+        for (; p && n < cap; p = p->next, n++) {
+            iov[n].iov_base = p->line;
+            iov[n].iov_len = p->len;
+        }
+        int i = 0;
+        while (i < n) {
+            ssize_t w = writev(fd, iov + i, n - i);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -1;
+            if (w == 0) {
+                errno = EIO;
+                return -1;
+            }
+            size_t left = (size_t)w;
+            while (i < n && left >= iov[i].iov_len)
+                left -= iov[i++].iov_len;
+            if (i < n && left) {
+                iov[i].iov_base = (char *)iov[i].iov_base + left;
+                iov[i].iov_len -= left;
+            }
+        }
+    }
+    return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    audit_log *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->head && !a->stopping)
+            pthread_cond_wait(&a->cond, &a->mu);
+        if (!a->head && a->stopping)
+            break;
+        struct pending *batch = a->head;
+        a->head = a->tail = NULL;
+        pthread_mutex_unlock(&a->mu);
+
+        unsigned long n = 0;
+        for (struct pending *p = batch; p; p = p->next)
+            n++;
+        double t0 = metrics_now();
+        /* Another process may append to the same file (an overlapping restart): each batch is
+         * written under an exclusive flock, so batches never interleave. */
+        int locked = flock(a->fd, LOCK_EX) == 0;
+        off_t start = lseek(a->fd, 0, SEEK_END);
+        int ok = locked && start >= 0 && write_batch(a->fd, batch) == 0 &&
+                 fdatasync(a->fd) == 0;
+        int err = errno;
+        if (!ok && locked && start >= 0 && ftruncate(a->fd, start) == 0)
+            fdatasync(a->fd);
+        if (locked)
+            flock(a->fd, LOCK_UN);
+        if (!ok) {
+            log_error("audit", "cannot write %lu record%s to the audit log %s: %s; their "
+                               "certificates are withheld (500)",
+                      n, n == 1 ? "" : "s", a->path, strerror(err));
+        }
+        metric_observe(a->m_sync, metrics_now() - t0);
+        if (ok) {
+            metric_observe(a->m_batch, (double)n);
+            metric_add(a->m_records, n);
+        } else {
+            metric_add(a->m_failures, n);
+        }
+
+        pthread_mutex_lock(&a->mu);
+        if (ok) {
+            a->stats.records += n;
+            a->stats.batches++;
+        } else {
+            a->stats.failed += n;
+        }
+        pthread_mutex_unlock(&a->mu);
+        while (batch) {
+            struct pending *next = batch->next;
+            finish(batch, ok);
+            batch = next;
+        }
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+audit_log *audit_log_open(const char *path, char *why, size_t whylen)
+{
+    if (!path || !*path) {
+        snprintf(why, whylen, "no audit log path");
+        return NULL;
+    }
+    if (strlen(path) >= sizeof ((audit_log *)0)->path) {
+        snprintf(why, whylen, "audit log path too long");
+        return NULL;
+    }
+    if (make_parent_dir(path, why, whylen) != 0)
+        return NULL;
+    audit_log *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    snprintf(a->path, sizeof a->path, "%s", path);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cond, NULL);
+    struct stat st;
+    int existed = stat(path, &st) == 0;
+    a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (a->fd < 0) {
+        snprintf(why, whylen, "cannot open the audit log %.300s: %s", path, strerror(errno));
+        audit_log_close(a);
+        return NULL;
+    }
+    if (!existed)
+        sync_parent_dir(path);
+    /* pread needs a readable descriptor: repair through a second one, under the lock writers
+     * hold while they append (so only a crash's partial line is ever seen). */
+    int wfd = a->fd;
+    if (flock(wfd, LOCK_EX) != 0) {
+        snprintf(why, whylen, "cannot lock the audit log %.300s: %s", path, strerror(errno));
+        audit_log_close(a);
+        return NULL;
+    }
+    a->fd = open(path, O_RDWR | O_CLOEXEC);
+    int rc = a->fd >= 0 ? repair_tail(a, why, whylen) : -1;
+    if (a->fd < 0)
+        snprintf(why, whylen, "cannot open the audit log %.300s: %s", path, strerror(errno));
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = wfd;
+    flock(wfd, LOCK_UN);
+    if (rc != 0) {
+        audit_log_close(a);
+        return NULL;
+    }
+    register_metrics(a);
+    if (pthread_create(&a->thread, NULL, writer_main, a) != 0) {
+        snprintf(why, whylen, "cannot start the audit log writer thread");
+        audit_log_close(a);
+        return NULL;
+    }
+    a->started = 1;
+    return a;
+}
+
+int audit_log_append(audit_log *a, const char *line, struct event_base *base, audit_done_cb cb,
+                     void *arg, char *why, size_t whylen)
+{
+    if (!a || !line || !cb) {
+        snprintf(why, whylen, "audit_log_append: invalid arguments");
+        return -1;
+    }
+    struct pending *p = calloc(1, sizeof *p);
+    size_t n = strlen(line);
+    if (p)
+        p->line = malloc(n + 1);
+    if (p && p->line && base)
+        p->ev = event_new(base, -1, 0, on_done_event, p);
+    if (!p || !p->line || (base && !p->ev)) {
+        if (p)
+            free(p->line);
+        free(p);
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    memcpy(p->line, line, n);
+    p->line[n] = '\n';
+    p->len = n + 1;
+    p->cb = cb;
+    p->arg = arg;
+    pthread_mutex_lock(&a->mu);
+    if (a->stopping || !a->started) {
+        pthread_mutex_unlock(&a->mu);
+        if (p->ev)
+            event_free(p->ev);
+        free(p->line);
+        free(p);
+        snprintf(why, whylen, "the audit log is closing");
+        return -1;
+    }
+    if (a->tail)
+        a->tail->next = p;
+    else
+        a->head = p;
+    a->tail = p;
+    pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+    return 0;
+}
+
+void audit_log_get_stats(audit_log *a, audit_log_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    *out = a->stats;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void audit_log_close(audit_log *a)
+{
+    if (!a)
+        return;
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        a->stopping = 1;
+        pthread_cond_signal(&a->cond);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->thread, NULL);
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    pthread_cond_destroy(&a->cond);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

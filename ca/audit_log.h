@@ -1,0 +1,83 @@
+/*
+ * ca/audit_log.h: the durable record of every certificate issued (--audit-log PATH, default
+ * <state-dir>/audit.log).
+ *
+ * One JSON object per line, appended (O_APPEND, mode 0600) and made durable (fdatasync) BEFORE the
+ * certificate is handed to the client: the signing handlers answer from the append's callback, so
+ * every certificate a client ever received is in the log, even after a crash or SIGKILL. A record
+ * holds no token, PIN or key material: only what the certificate itself shows plus the request id
+ * (audit_record_json).
+ *
+ * Group commit: one writer thread takes everything queued, writes it with one writev and syncs
+ * once; records queued meanwhile go into the next batch. Concurrent issuances therefore share
+ * fsyncs instead of queueing behind one another, and a record's callback never runs before the
+ * sync that covers it has returned successfully.
+ *
+ * Crash safety: a batch cut short by a crash can leave a partial last line, which belongs to a
+ * certificate that was never handed out; audit_log_open removes such a tail (up to the last
+ * newline) and logs how many bytes it dropped. A failed write or sync fails every record of its
+ * batch (their requests get 500 and no certificate) and the file is truncated back to where the
+ * batch began. Each batch is written under an exclusive flock, so several servers (an
+ * overlapping restart, servers sharing a state directory) may append to one file: lines never
+ * interleave, and the tail repair at open never cuts another server's batch.
+ *
+ * Metrics (common/metrics.h): fulcrum_audit_records_total, fulcrum_audit_failures_total,
+ * fulcrum_audit_sync_seconds (one observation per batch), fulcrum_audit_batch_records.
+ *
+ * Thread safety: audit_log_append may be called from any thread.
+ */
+#ifndef FULCRUM_CA_AUDIT_LOG_H
+#define FULCRUM_CA_AUDIT_LOG_H
+
+#include <event2/event.h>
+#include <openssl/x509.h>
+#include <stddef.h>
+
+#include "oidc/principal.h"
+
+typedef struct audit_log audit_log;
+
+/* Opens (creating it 0600, and its directory 0700 when missing) the log, repairs a torn tail,
+ * starts the writer thread. NULL with why on failure. */
+audit_log *audit_log_open(const char *path, char *why, size_t whylen);
+
+/* Runs once per record: ok = 1 when the record is durable, 0 when it could not be written. */
+typedef void (*audit_done_cb)(void *arg, int ok);
+
+/* Queues `line` (one JSON object, no newline; copied). cb runs exactly once, on base's thread
+ * (through an event made here; libevent must use pthreads locking), after the batch holding the
+ * record was synced or failed. base NULL: cb runs on the writer thread. Returns 0, or -1 with why
+ * (the log is closing, or out of memory): nothing then runs. */
+int audit_log_append(audit_log *a, const char *line, struct event_base *base, audit_done_cb cb,
+                     void *arg, char *why, size_t whylen);
+
+/* Writes what is queued, stops the writer, unlocks and closes. Call after the server drained: a
+ * callback whose base no longer dispatches never runs. NULL-safe. */
+void audit_log_close(audit_log *a);
+
+typedef struct audit_log_stats {
+    unsigned long records; /* records made durable */
+    unsigned long batches; /* successful write+sync rounds */
+    unsigned long failed;  /* records whose batch failed */
+} audit_log_stats;
+void audit_log_get_stats(audit_log *a, audit_log_stats *out);
+
+/* What one record says about an issued certificate. */
+typedef struct audit_entry {
+    X509 *cert;                /* the certificate handed out (required) */
+    const principal *p;        /* its SAN (required) */
+    const char *oidc_issuer;   /* the token's iss */
+    const char *subject;       /* the token's sub (NULL = absent) */
+    const unsigned char *sct;  /* the TLS-serialised SCT in the certificate, or NULL */
+    size_t sct_len;
+    const char *request_id;    /* NULL = absent */
+} audit_entry;
+
+/* The record (malloc'd JSON text, members in this order): {"time":"<RFC 3339 UTC, ms>",
+ * "serial":"<hex, lower case>","san_type":"email|uri|username","san":"...","issuer":"...",
+ * "subject":"..."|null,"key_sha256":"<hex of SHA-256 over the certificate's DER
+ * SubjectPublicKeyInfo>","not_before":"...","not_after":"...","sct_timestamp":<ms>|null,
+ * "request_id":"..."|null}. NULL on error. */
+char *audit_record_json(const audit_entry *e);
+
+#endif

@@ -1,0 +1,419 @@
+/*
+ * tests/unit/test_audit_log.c: ca/audit_log.h: one line per record, callbacks only after the
+ * record is in the file, concurrent appends (group commit), callbacks on an event_base, torn-tail
+ * repair, the lock against a second writer, write failures, and the record's JSON.
+ */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ca/audit_log.h"
+#include "unit/check.h"
+
+static char g_dir[256];
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* ---- basic: callbacks after the line is in the file ---- */
+
+struct basic {
+    const char *path;
+    atomic_int done, ok, seen_in_file;
+};
+
+static void basic_cb(void *arg, int ok)
+{
+    struct basic *b = arg;
+    char *text = slurp(b->path, NULL);
+    if (text && strstr(text, "{\"n\":1}\n"))
+        atomic_fetch_add(&b->seen_in_file, 1);
+    free(text);
+    atomic_fetch_add(&b->ok, ok);
+    atomic_fetch_add(&b->done, 1);
+}
+
+static void wait_for(atomic_int *v, int want)
+{
+    for (int i = 0; i < 2000 && atomic_load(v) < want; i++)
+        usleep(5000);
+}
+
+static void test_basic(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/sub/audit.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open creates the directory and the file: %s", why);
+    if (!a)
+        return;
+    struct basic b = {.path = path};
+    CHECK(audit_log_append(a, "{\"n\":1}", NULL, basic_cb, &b, why, sizeof why) == 0, "append");
+    wait_for(&b.done, 1);
+    CHECK(atomic_load(&b.done) == 1 && atomic_load(&b.ok) == 1, "callback ran once, ok");
+    CHECK(atomic_load(&b.seen_in_file) == 1, "the record was in the file when the callback ran");
+    audit_log_stats st;
+    audit_log_get_stats(a, &st);
+    CHECK(st.records == 1 && st.batches == 1 && st.failed == 0, "stats 1/1/0");
+
+    audit_log_close(a);
+    char *text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"n\":1}\n", "file content");
+    free(text);
+
+    /* Reopen appends after the existing record. */
+    a = audit_log_open(path, why, sizeof why);
+    struct basic b2 = {.path = path};
+    audit_log_append(a, "{\"n\":2}", NULL, basic_cb, &b2, why, sizeof why);
+    wait_for(&b2.done, 1);
+    audit_log_close(a);
+    text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"n\":1}\n{\"n\":2}\n", "reopened log appends");
+    free(text);
+    char why3[256] = "";
+    CHECK(audit_log_append(NULL, "x", NULL, basic_cb, &b2, why3, sizeof why3) == -1,
+          "append on no log fails");
+}
+
+/* ---- concurrency ---- */
+
+#define THREADS 8
+#define PER_THREAD 250
+
+struct conc {
+    audit_log *a;
+    int id;
+    atomic_int *done, *ok;
+};
+
+static void conc_cb(void *arg, int ok)
+{
+    struct conc *c = arg;
+    atomic_fetch_add(c->ok, ok);
+    atomic_fetch_add(c->done, 1);
+}
+
+static void *conc_main(void *arg)
+{
+    struct conc *c = arg;
+    char line[64], why[128];
+    for (int i = 0; i < PER_THREAD; i++) {
+        snprintf(line, sizeof line, "{\"t\":%d,\"i\":%d}", c->id, i);
+        if (audit_log_append(c->a, line, NULL, conc_cb, c, why, sizeof why) != 0)
+            atomic_fetch_add(c->done, 1);
+    }
+    return NULL;
+}
+
+/* Threads append through two handles on one file (as two servers would). */
+static void test_concurrent(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/conc.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    audit_log *a2 = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL && a2 != NULL, "open twice: %s", why);
+    if (!a || !a2)
+        return;
+    atomic_int done = 0, ok = 0;
+    struct conc c[THREADS];
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        c[i] = (struct conc){.a = i % 2 ? a2 : a, .id = i, .done = &done, .ok = &ok};
+        pthread_create(&t[i], NULL, conc_main, &c[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    wait_for(&done, THREADS * PER_THREAD);
+    CHECK(atomic_load(&ok) == THREADS * PER_THREAD, "every record ok (%d)", atomic_load(&ok));
+    audit_log_stats st, st2;
+    audit_log_get_stats(a, &st);
+    audit_log_get_stats(a2, &st2);
+    audit_log_close(a);
+    audit_log_close(a2);
+    st.records += st2.records;
+    st.batches += st2.batches;
+    CHECK(st.records == THREADS * PER_THREAD, "stats.records %lu", st.records);
+    printf("fact: %d concurrent records in %lu fdatasync batches\n", THREADS * PER_THREAD,
+           st.batches);
+    CHECK(st.batches >= 1 && st.batches <= st.records, "batches %lu", st.batches);
+
+    char *text = slurp(path, NULL);
+    CHECK(count_lines(text) == THREADS * PER_THREAD, "one line per record (%zu)",
+          count_lines(text));
+    /* Every record exactly once, each line whole. */
+    static unsigned char seen[THREADS][PER_THREAD];
+    int dup = 0, bad = 0;
+    for (char *line = text, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+        int tt = -1, ii = -1;
+        if (sscanf(line, "{\"t\":%d,\"i\":%d}", &tt, &ii) != 2 || tt < 0 || tt >= THREADS ||
+            ii < 0 || ii >= PER_THREAD) {
+            bad++;
+            continue;
+        }
+        dup += seen[tt][ii]++ > 0;
+    }
+    CHECK(bad == 0 && dup == 0, "no torn or duplicated lines (bad %d, dup %d)", bad, dup);
+    free(text);
+}
+
+/* ---- callbacks on an event_base ---- */
+
+struct on_base {
+    pthread_t want;
+    int calls, on_right_thread;
+    struct event_base *base;
+};
+
+static void base_cb(void *arg, int ok)
+{
+    struct on_base *o = arg;
+    o->calls++;
+    o->on_right_thread += pthread_equal(pthread_self(), o->want) && ok;
+    if (o->calls == 3)
+        event_base_loopbreak(o->base);
+}
+
+static void on_guard(evutil_socket_t fd, short what, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+static void test_event_base(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/base.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    struct event_base *base = event_base_new();
+    struct on_base o = {.want = pthread_self(), .base = base};
+    for (int i = 0; i < 3; i++)
+        audit_log_append(a, "{\"x\":true}", base, base_cb, &o, why, sizeof why);
+    struct event *guard = evtimer_new(base, on_guard, base);
+    struct timeval tv = {10, 0};
+    evtimer_add(guard, &tv);
+    event_base_dispatch(base);
+    CHECK(o.calls == 3 && o.on_right_thread == 3, "3 callbacks on the base's thread (%d, %d)",
+          o.calls, o.on_right_thread);
+    event_free(guard);
+    audit_log_close(a);
+    event_base_free(base);
+}
+
+/* ---- torn tail ---- */
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_torn_tail(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/torn.log", g_dir);
+    write_text(path, "{\"a\":1}\n{\"b\":2}\n{\"c\":");
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open repairs: %s", why);
+    audit_log_close(a);
+    char *text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"a\":1}\n{\"b\":2}\n", "partial last line removed");
+    free(text);
+
+    write_text(path, "no newline at all");
+    a = audit_log_open(path, why, sizeof why);
+    audit_log_close(a);
+    size_t len = 99;
+    text = slurp(path, &len);
+    CHECK(text && len == 0, "a single partial line is removed (len %zu)", len);
+    free(text);
+
+    /* A long file whose tail spans more than one 4 KiB block. */
+    char *big = malloc(20000);
+    memset(big, 'x', 19998);
+    big[0] = '{';
+    big[9000] = '\n';
+    big[19998] = '\0';
+    write_text(path, big);
+    a = audit_log_open(path, why, sizeof why);
+    audit_log_close(a);
+    text = slurp(path, &len);
+    CHECK(len == 9001 && text[9000] == '\n', "tail across blocks cut at the last newline (%zu)",
+          len);
+    free(text);
+    free(big);
+}
+
+/* ---- write failure ---- */
+
+static void test_failure(void)
+{
+    char why[256] = "";
+    if (access("/dev/full", W_OK) != 0) {
+        printf("skip: no /dev/full\n");
+        return;
+    }
+    audit_log *a = audit_log_open("/dev/full", why, sizeof why);
+    CHECK(a != NULL, "open /dev/full: %s", why);
+    if (!a)
+        return;
+    struct basic b = {.path = "/dev/null"};
+    audit_log_append(a, "{\"n\":1}", NULL, basic_cb, &b, why, sizeof why);
+    wait_for(&b.done, 1);
+    CHECK(atomic_load(&b.done) == 1 && atomic_load(&b.ok) == 0,
+          "a failed write reports ok = 0");
+    audit_log_stats st;
+    audit_log_get_stats(a, &st);
+    CHECK(st.failed == 1 && st.records == 0, "stats count the failure");
+    audit_log_close(a);
+}
+
+/* ---- the record ---- */
+
+static X509 *make_cert(EVP_PKEY **key_out)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), 0xAB01020304ULL);
+    ASN1_TIME_set(X509_getm_notBefore(x), 1764150000);
+    ASN1_TIME_set(X509_getm_notAfter(x), 1764150600);
+    X509_set_pubkey(x, key);
+    X509_sign(x, key, EVP_sha256());
+    *key_out = key;
+    return x;
+}
+
+static void test_record(void)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = make_cert(&key);
+    principal p = {.name = "dev@fulcrum.test", .san_kind = SAN_EMAIL,
+                   .san_value = "dev@fulcrum.test"};
+    unsigned char sct[60] = {0};
+    const unsigned long long ts = 1764150000123ULL;
+    for (int i = 0; i < 8; i++)
+        sct[33 + i] = (unsigned char)(ts >> (56 - 8 * i));
+    audit_entry e = {.cert = cert, .p = &p, .oidc_issuer = "http://127.0.0.1:5556",
+                     .subject = "sub-1", .sct = sct, .sct_len = sizeof sct,
+                     .request_id = "req-1"};
+    char *text = audit_record_json(&e);
+    json_error_t err;
+    json_t *o = text ? json_loads(text, 0, &err) : NULL;
+    CHECK(o != NULL, "record is JSON: %s", text ? text : "(null)");
+    if (o) {
+        CHECK_STREQ(json_string_value(json_object_get(o, "serial")), "ab01020304", "serial");
+        CHECK_STREQ(json_string_value(json_object_get(o, "san_type")), "email", "san_type");
+        CHECK_STREQ(json_string_value(json_object_get(o, "san")), "dev@fulcrum.test", "san");
+        CHECK_STREQ(json_string_value(json_object_get(o, "issuer")), "http://127.0.0.1:5556",
+                    "issuer");
+        CHECK_STREQ(json_string_value(json_object_get(o, "subject")), "sub-1", "subject");
+        CHECK_STREQ(json_string_value(json_object_get(o, "not_before")), "2025-11-26T09:40:00Z",
+                    "not_before");
+        CHECK_STREQ(json_string_value(json_object_get(o, "not_after")), "2025-11-26T09:50:00Z",
+                    "not_after");
+        CHECK(json_integer_value(json_object_get(o, "sct_timestamp")) == (json_int_t)ts,
+              "sct_timestamp from the SCT");
+        CHECK_STREQ(json_string_value(json_object_get(o, "request_id")), "req-1", "request_id");
+        /* Key fingerprint: SHA-256 of the DER SPKI. */
+        unsigned char *der = NULL;
+        int len = i2d_PUBKEY(key, &der);
+        unsigned char md[32];
+        unsigned int mdlen;
+        EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL);
+        OPENSSL_free(der);
+        char want[65];
+        for (int i = 0; i < 32; i++)
+            snprintf(want + 2 * i, 3, "%02x", md[i]);
+        CHECK_STREQ(json_string_value(json_object_get(o, "key_sha256")), want, "key_sha256");
+        CHECK(json_object_size(o) == 11, "exactly the documented members (%zu)",
+              json_object_size(o));
+        const char *t = json_string_value(json_object_get(o, "time"));
+        CHECK(t && strlen(t) == 24 && t[23] == 'Z', "time is RFC 3339 with ms: %s", t);
+    }
+    json_decref(o);
+    free(text);
+
+    e.sct = NULL;
+    e.subject = NULL;
+    e.request_id = NULL;
+    p.san_kind = SAN_URI;
+    p.san_value = "https://github.com/o/r/.github/workflows/w.yml@refs/heads/main";
+    text = audit_record_json(&e);
+    o = text ? json_loads(text, 0, &err) : NULL;
+    CHECK(o && json_is_null(json_object_get(o, "sct_timestamp")) &&
+              json_is_null(json_object_get(o, "subject")) &&
+              json_is_null(json_object_get(o, "request_id")),
+          "absent SCT, subject and request id are null");
+    CHECK(o && strcmp(json_string_value(json_object_get(o, "san_type")), "uri") == 0, "uri");
+    json_decref(o);
+    free(text);
+    e.cert = NULL;
+    CHECK(audit_record_json(&e) == NULL, "no certificate, no record");
+    X509_free(cert);
+    EVP_PKEY_free(key);
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/fulcrum-audit-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_basic();
+    test_concurrent();
+    test_event_base();
+    test_torn_tail();
+    test_failure();
+    test_record();
+    rm_rf(g_dir);
+    CHECK_MAIN_END();
+}
