@@ -331,7 +331,7 @@ void request_log_end(struct evhttp_request *req, int status)
             json_object_set_new(o, "reason", json_string(reason));
         if (!ri->route)
             json_object_set_new(o, "path", json_string(ri->path));
-        char *members = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *members = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         log_json(LOG_LVL_INFO, "request", msg, members);
         free(members);
         json_decref(o);
