@@ -9,8 +9,8 @@
  * CT: the precertificate is the same profile with the poison appended (its encoding checked byte
  * for byte); the final certificate is rebuilt from a fresh parse of the precertificate (poison
  * deleted, SCT list added last with OpenSSL's own i2d_SCT_LIST method, which writes the TLS list
- * inside an OCTET STRING, itself inside extnValue), then the TBS correspondence is checked
- * against a fresh parse of the final certificate before it is signed. (Parses are counted: with
+ * inside an OCTET STRING, itself inside extnValue), then the TBS correspondence is checked on the
+ * bytes about to be signed before they are signed. (Parses are counted: with
  * OpenSSL 3.0 each one runs a key decoder, the largest cost of an issuance.)
  */
 #include "ca/issue.h"
@@ -26,6 +26,7 @@
 
 #include "ca/cert_profile.h"
 #include "ca/preissuance_check.h"
+#include "ct/tbs_der.h"
 
 static void set_why(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -328,7 +329,7 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
     X509 *x = NULL;
     STACK_OF(SCT) *list = NULL;
     SCT *one = NULL;
-    unsigned char *pre_tbs = NULL, *fin_tbs = NULL;
+    unsigned char *pre_tbs = NULL, *fin_tbs = NULL, *fin_der = NULL;
     size_t pre_len = 0, fin_len = 0;
     enum issue_result res = ISSUE_CA_ERROR;
 
@@ -399,16 +400,26 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
         goto done;
     }
 
-    /* The correspondence every log and verifier relies on (ct-notes.md §1.7, §5), on a fresh
-     * parse of the certificate about to be signed. The SCT was verified over pre_tbs, so it
-     * verifies for the final certificate exactly when this holds. */
-    fin_tbs = ca_tbs_without_ext(x, NID_ct_precert_scts, &fin_len);
-    if (!fin_tbs) {
+    /* The correspondence every log and verifier relies on (ct-notes.md §1.7, §5), on the very
+     * bytes check_sign will sign (i2d_re_X509_tbs), the SCT list cut out of them as DER
+     * (ct/tbs_der.h: no third parse of the certificate; a fresh parse is the fallback). The SCT
+     * was verified over the precertificate's TBS without the poison, so it verifies for the
+     * final certificate exactly when this holds. */
+    unsigned char *enc = NULL;
+    int elen = i2d_re_X509_tbs(x, &enc);
+    if (elen > 0)
+        fin_der = ct_tbs_der_without_ext(enc, (size_t)elen, NID_ct_precert_scts, &fin_len, NULL,
+                                         0);
+    OPENSSL_free(enc);
+    if (!fin_der)
+        fin_tbs = ca_tbs_without_ext(x, NID_ct_precert_scts, &fin_len);
+    const unsigned char *fin = fin_der ? fin_der : fin_tbs;
+    if (!fin) {
         set_why(why, whylen, "final certificate: cannot encode the TBS for the correspondence "
                              "check");
         goto done;
     }
-    if (pre_len != fin_len || memcmp(pre_tbs, fin_tbs, pre_len) != 0) {
+    if (pre_len != fin_len || memcmp(pre_tbs, fin, pre_len) != 0) {
         set_why(why, whylen, "final certificate: its TBS without the SCT list (%zu bytes) differs "
                              "from the precertificate's TBS without the poison (%zu bytes)",
                 fin_len, pre_len);
@@ -424,6 +435,7 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
 done:
     OPENSSL_free(pre_tbs);
     OPENSSL_free(fin_tbs);
+    free(fin_der);
     SCT_free(one);
     SCT_LIST_free(list);
     X509_free(x);

@@ -37,6 +37,14 @@ typedef struct ctlog_entry {
 int ctlog_chain_check(X509_STORE *roots, int precert, STACK_OF(X509) *chain, ctlog_entry *e,
                       char *why, size_t whylen);
 
+/* The same with flags: CTLOG_CHECK_PRECERT = precert; CTLOG_CHECK_OWN = chain[0] was made by
+ * this process's CA (the embedded submitter): every check still runs, only the poison-free TBS
+ * is cut from the DER bytes (ct/tbs_der.h) instead of a re-parse, when that way applies. */
+#define CTLOG_CHECK_PRECERT 1u
+#define CTLOG_CHECK_OWN 2u
+int ctlog_chain_check_ex(X509_STORE *roots, unsigned flags, STACK_OF(X509) *chain,
+                         ctlog_entry *e, char *why, size_t whylen);
+
 void ctlog_entry_clear(ctlog_entry *e);
 
 #endif

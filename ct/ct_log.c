@@ -272,23 +272,25 @@ static int find_existing(ct_log *log, const unsigned char dedup[32], unsigned ch
     return r;
 }
 
-int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
+static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
     ctlog_entry e;
-    if (ctlog_chain_check(log->store, precert, chain, &e, why, whylen) != 0)
+    if (ctlog_chain_check_ex(log->store, flags, chain, &e, why, whylen) != 0)
         return -1;
 
     char err[512] = "";
     unsigned char *old = NULL, *leaf = NULL, *sct = NULL;
     size_t old_len = 0, leaf_len = 0, sct_len = 0;
     int rc = -1;
-    int found = find_existing(log, e.dedup, &old, &old_len);
+    /* A resubmission is answered from the database without signing. Not for the CA's own
+     * precertificates: each is new (fresh serial), and the read would run on the submitting
+     * worker's event loop for nothing. The writer deduplicates anyway (found < 0 too). */
+    int found = (flags & CTLOG_CHECK_OWN) ? 0 : find_existing(log, e.dedup, &old, &old_len);
     if (found == 1) {
         rc = ctlog_answer_later(base, cb, arg, old, old_len, NULL, 0);
         goto done;
     }
-    /* found < 0: the writer deduplicates anyway */
     uint64_t ts = ctlog_now_ms();
     leaf = ctlog_leaf_input(ts, e.entry_type, e.signed_entry, e.signed_len, &leaf_len);
     unsigned char ds[CTLOG_DS_MAX], leaf_hash[32];
@@ -316,4 +318,16 @@ done:
     free(sct);
     ctlog_entry_clear(&e);
     return rc;
+}
+
+int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
+               ct_log_add_cb cb, void *arg, char *why, size_t whylen)
+{
+    return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, why, whylen);
+}
+
+int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                           ct_log_add_cb cb, void *arg, char *why, size_t whylen)
+{
+    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, why, whylen);
 }

@@ -72,6 +72,13 @@ typedef void (*ct_log_add_cb)(void *arg, const unsigned char *sct, size_t sct_le
 int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, char *why, size_t whylen);
 
+/* ct_log_add(log, 1, ...) for the CA in the same process (ct/submit_embedded.c): chain[0] is a
+ * precertificate this process has just made. Every check of ct_log_add runs; the poison-free TBS
+ * is cut from the precertificate's DER instead of a re-parse, and the resubmission lookup is
+ * skipped (a new precertificate is never a resubmission; the writer still deduplicates). */
+int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                           ct_log_add_cb cb, void *arg, char *why, size_t whylen);
+
 /* Serves the RFC 6962 API: `subpath` is what follows "/ct/v1/" (e.g. "get-sth", without the
  * query). Answers the request (exactly once, possibly later from `base`) and returns 1, or
  * returns 0 when subpath is not an RFC 6962 endpoint. */

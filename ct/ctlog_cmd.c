@@ -128,7 +128,7 @@ static int serve(int argc, char **argv)
 {
     struct ctlog_flags f = {
         .host = "0.0.0.0", .state_dir = "./fulcrum-state", .roots = "", .log_level = "info",
-        .port = 6962, .batch_ms = 5, .sth_interval_ms = 250, .max_get_entries = 1000,
+        .port = 6962, .batch_ms = 0, .sth_interval_ms = 250, .max_get_entries = 1000,
     };
     struct flag flags[] = {
         {"host", NULL, FLAG_STRING, &f.host, "address to listen on (default 0.0.0.0)", 0},
@@ -141,7 +141,8 @@ static int serve(int argc, char **argv)
          "PEM file of the accepted roots (required)", 0},
         {"workers", NULL, FLAG_INT, &f.workers, "HTTP worker threads (default: one per core)", 0},
         {"batch-ms", NULL, FLAG_INT, &f.batch_ms,
-         "group-commit window in milliseconds (default 5)", 0},
+         "extra group-commit window in milliseconds (default 0: commit as soon as the writer "
+         "is free; what arrives meanwhile forms the next batch)", 0},
         {"sth-interval-ms", NULL, FLAG_INT, &f.sth_interval_ms,
          "longest delay before a new STH covers new entries, in milliseconds (default 250)", 0},
         {"max-get-entries", NULL, FLAG_INT, &f.max_get_entries,
@@ -206,7 +207,7 @@ static int serve(int argc, char **argv)
     ct_log_options o = {
         .state_dir = f.state_dir, .roots = roots, .key_signer = key_signer,
         .key_path = f.key_path, .key_passwd_file = f.key_passwd_file,
-        .batch_ms = f.batch_ms == 0 ? 1 : (int)f.batch_ms,
+        .batch_ms = (int)f.batch_ms,
         .sth_interval_ms = (int)f.sth_interval_ms, .max_get_entries = (int)f.max_get_entries,
     };
     ct_log *log = ct_log_open(&o, why, sizeof why);

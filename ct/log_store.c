@@ -52,7 +52,26 @@ static const char schema[] =
 struct ctlog_db {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
+    int wal_frames; /* writer: frames in the WAL after the last commit (wal_hook) */
 };
+
+/* Replaces SQLite's automatic checkpoint (which is itself a WAL hook): only counts. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    ((ctlog_db *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
+int ctlog_db_checkpoint_if(ctlog_db *d, int min_frames)
+{
+    if (d->wal_frames < min_frames)
+        return 0;
+    int log_frames = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(d->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                       &done);
+    d->wal_frames = 0; /* the next commit's hook says how many remain */
+    return rc == SQLITE_OK ? 1 : -1;
+}
 
 const char *ctlog_db_error(ctlog_db *db) { return db && db->db ? sqlite3_errmsg(db->db) : "?"; }
 
@@ -80,6 +99,8 @@ ctlog_db *ctlog_db_open(const char *path, int writer, char *why, size_t whylen)
         sqlite3_free(err);
         goto fail;
     }
+    if (writer)
+        sqlite3_wal_hook(d->db, wal_hook, d);
     for (int i = 0; i < S_COUNT; i++) {
         if (!writer && (i == S_INSERT_NODE || i == S_INSERT_STH || i == S_INSERT_ENTRY ||
                         i == S_META_PUT || i == S_BEGIN_WRITE))

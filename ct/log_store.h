@@ -33,6 +33,13 @@ void ctlog_db_close(ctlog_db *db);
 /* The last SQLite error message of this connection. */
 const char *ctlog_db_error(ctlog_db *db);
 
+/* A writer connection does not checkpoint inside COMMIT (SQLite's automatic checkpoint would
+ * copy the WAL into the database and fsync it before COMMIT returns, delaying every answer of
+ * that batch): the log's writer calls this after it has answered a batch. It runs a PASSIVE
+ * checkpoint when the WAL holds at least min_frames frames (SQLite's default is 1000) and
+ * returns 1, else 0; -1 on error. */
+int ctlog_db_checkpoint_if(ctlog_db *db, int min_frames);
+
 /* Transactions: write = 1 takes the write lock at once (BEGIN IMMEDIATE). 0 or -1. */
 int ctlog_db_begin(ctlog_db *db, int write);
 int ctlog_db_commit(ctlog_db *db);
