@@ -276,12 +276,10 @@ int serve_main(int argc, char **argv)
         usage(flags, nflags, stdout);
         return 0;
     }
-    if (strcmp(f.log_level, "debug") == 0)
-        log_set_level(LOG_LVL_DEBUG);
-    else if (strcmp(f.log_level, "warn") == 0)
-        log_set_level(LOG_LVL_WARN);
-    else if (strcmp(f.log_level, "error") == 0)
-        log_set_level(LOG_LVL_ERROR);
+    if (log_set_level_name(f.log_level) != 0) {
+        fprintf(stderr, "fulcrum serve: --log-level %s: use debug, info, warn or error\n", f.log_level);
+        return 2;
+    }
 
     struct flag *passwd_flag = flag_named(flags, nflags, "fileca-key-passwd");
     const char *env_pw = getenv("FULCRUM_FILECA_KEY_PASSWD");

@@ -14,6 +14,19 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void log_set_level(enum log_level lvl) { min_level = lvl; }
 
+int log_set_level_name(const char *name)
+{
+    static const struct { const char *name; enum log_level lvl; } levels[] = {
+        {"debug", LOG_LVL_DEBUG}, {"info", LOG_LVL_INFO}, {"warn", LOG_LVL_WARN},
+        {"error", LOG_LVL_ERROR}};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (name && strcmp(name, levels[i].name) == 0) {
+            log_set_level(levels[i].lvl);
+            return 0;
+        }
+    return -1;
+}
+
 static const char *level_name(enum log_level lvl)
 {
     switch (lvl) {

@@ -11,6 +11,10 @@ enum log_level { LOG_LVL_DEBUG = 0, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 /* Minimum level written; default LOG_LVL_INFO. */
 void log_set_level(enum log_level lvl);
 
+/* Sets the level from its name ("debug", "info", "warn", "error", as --log-level takes it).
+ * Returns 0, or -1 (level unchanged) for any other name. */
+int log_set_level_name(const char *name);
+
 /* Writes {"ts":"...","level":"...","component":"<component>","msg":"<formatted>"}. Thread-safe. */
 void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -173,12 +173,10 @@ static int serve(int argc, char **argv)
         usage(flags, nflags, stdout);
         return 0;
     }
-    if (strcmp(f.log_level, "debug") == 0)
-        log_set_level(LOG_LVL_DEBUG);
-    else if (strcmp(f.log_level, "warn") == 0)
-        log_set_level(LOG_LVL_WARN);
-    else if (strcmp(f.log_level, "error") == 0)
-        log_set_level(LOG_LVL_ERROR);
+    if (log_set_level_name(f.log_level) != 0) {
+        fprintf(stderr, "fulcrum ctlog serve: --log-level %s: use debug, info, warn or error\n", f.log_level);
+        return 2;
+    }
     if (!*f.roots) {
         log_error("ctlog", "--roots is required: a PEM file of the roots the log accepts");
         return 2;

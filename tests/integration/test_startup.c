@@ -105,6 +105,13 @@ int main(void)
         expect_refused("unknown flag", args, 2, needles, NULL);
     }
 
+    {
+        const char *args[] = {"--ca", "ephemeralca", "--ct-log-url", "", "--log-level", "verbose",
+                              NULL};
+        const char *needles[] = {"--log-level verbose", NULL};
+        expect_refused("unknown --log-level", args, 2, needles, NULL);
+    }
+
     /* Config files: the file, the key path and the reason. */
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/bad-config.json", h_tmpdir());
