@@ -355,7 +355,7 @@ static void issue_for(struct sign_ctx *c, const principal *p)
     }
     X509 *cert = NULL;
     enum issue_result ir =
-        ca_issue_certificate(c->snap->signer, p, key, time(NULL), &cert, why, sizeof why);
+        ca_issue_certificate_built(c->snap->signer, p, key, time(NULL), &cert, why, sizeof why);
     EVP_PKEY_free(key);
     if (ir == ISSUE_VALIDATION_ERROR) {
         fail(c, GRPC_INVALID_ARGUMENT, why, NULL);
@@ -391,9 +391,10 @@ static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const ch
         return;
     }
     X509 *cert = NULL;
-    enum issue_result ir = ca_issue_final_certificate(c->snap->signer, &c->p, c->precert,
-                                                      c->issued_at, sct, sct_len, &cert, why,
-                                                      sizeof why);
+    /* The precertificate's object becomes the final certificate (no copy, no parse). */
+    enum issue_result ir = ca_issue_final_certificate_from(c->snap->signer, &c->p, &c->precert,
+                                                           c->issued_at, sct, sct_len, &cert,
+                                                           why, sizeof why);
     if (ir != ISSUE_OK) {
         log_error("ca", "final certificate failed: %s", why);
         fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, NULL);
@@ -413,7 +414,7 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
 {
     char why[768] = "";
     c->issued_at = time(NULL);
-    enum issue_result ir = ca_issue_precertificate(c->snap->signer, &c->p, key, c->issued_at,
+    enum issue_result ir = ca_issue_precertificate_built(c->snap->signer, &c->p, key, c->issued_at,
                                                    &c->precert, why, sizeof why);
     if (ir == ISSUE_VALIDATION_ERROR) {
         fail(c, GRPC_INVALID_ARGUMENT, why, NULL);

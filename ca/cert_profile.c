@@ -10,6 +10,8 @@
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/objects.h>
 #include <openssl/x509v3.h>
 #include <stdarg.h>
@@ -241,6 +243,45 @@ static int add_fulcio_exts(X509 *x, const principal *p, char *why, size_t whylen
     return 1;
 }
 
+/* The client's SPKI. For EC keys on the allowed curves and Ed25519 the AlgorithmIdentifier and the
+ * key bits are set directly (X509_PUBKEY_set0_param), the same bytes OpenSSL's encoder writes:
+ * X509_set_pubkey runs OpenSSL 3.0's encoder framework, which costs more than an ECDSA signature.
+ * Other keys (RSA) go through X509_set_pubkey. */
+static int set_public_key(X509 *x, EVP_PKEY *key)
+{
+    int curve = NID_undef;
+    char group[32];
+    if (EVP_PKEY_is_a(key, "EC") &&
+        EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       NULL) == 1)
+        curve = OBJ_sn2nid(group) != NID_undef ? OBJ_sn2nid(group) : EC_curve_nist2nid(group);
+    int ed25519 = EVP_PKEY_is_a(key, "ED25519");
+    if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1 &&
+        !ed25519)
+        return X509_set_pubkey(x, key);
+
+    unsigned char buf[160];
+    size_t len = sizeof buf;
+    int ok = ed25519 ? EVP_PKEY_get_raw_public_key(key, buf, &len) == 1
+                     : EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                                       buf, sizeof buf, &len) == 1;
+    if (!ok || len == 0 || len > sizeof buf)
+        return 0;
+    unsigned char *bits = OPENSSL_memdup(buf, len);
+    if (!bits)
+        return 0;
+    X509_PUBKEY *pub = X509_get_X509_PUBKEY(x);
+    if (ed25519)
+        ok = X509_PUBKEY_set0_param(pub, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, NULL, bits,
+                                    (int)len);
+    else
+        ok = X509_PUBKEY_set0_param(pub, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+                                    OBJ_nid2obj(curve), bits, (int)len);
+    if (!ok)
+        OPENSSL_free(bits);
+    return ok;
+}
+
 X509 *cert_profile_build(const principal *p, EVP_PKEY *client_key, X509 *issuing_ca,
                          const X509_ALGOR *sig_alg, time_t now, char *why, size_t whylen)
 {
@@ -275,7 +316,7 @@ X509 *cert_profile_build(const principal *p, EVP_PKEY *client_key, X509 *issuing
     if (!set_validity(x, now))
         goto fail;
     step = "public key";
-    if (!X509_set_pubkey(x, client_key))
+    if (!set_public_key(x, client_key))
         goto fail;
     step = "keyUsage";
     if (!add_key_usage(x))

@@ -2,16 +2,17 @@
  * ca/issue.c: principal + client key -> signed leaf certificate.
  *
  * validate the principal (client fault: ISSUE_VALIDATION_ERROR) -> build the profile ->
- * pre-issuance check -> sign the TBS through the signer -> add the signature -> encode, parse back
- * and verify against the issuing certificate's key. Anything failing after validation is the
- * CA's fault (ISSUE_CA_ERROR); its reason is for the log, not for the client.
+ * pre-issuance check -> sign the TBS through the signer (which verifies signatures from keys
+ * outside the process) -> add the signature -> check that the certificate's encoding carries
+ * exactly the signed TBS. Anything failing after validation is the CA's fault (ISSUE_CA_ERROR);
+ * its reason is for the log, not for the client.
  *
  * CT: the precertificate is the same profile with the poison appended (its encoding checked byte
- * for byte); the final certificate is rebuilt from a fresh parse of the precertificate (poison
- * deleted, SCT list added last with OpenSSL's own i2d_SCT_LIST method, which writes the TLS list
- * inside an OCTET STRING, itself inside extnValue), then the TBS correspondence is checked on the
- * bytes about to be signed before they are signed. (Parses are counted: with
- * OpenSSL 3.0 each one runs a key decoder, the largest cost of an issuance.)
+ * for byte); the final certificate is the precertificate's own X509 object with the poison
+ * deleted and the SCT list added last (OpenSSL's i2d_SCT_LIST method, which writes the TLS list
+ * inside an OCTET STRING, itself inside extnValue), and the TBS correspondence is checked on the
+ * bytes about to be signed before they are signed. Nothing is parsed back: with OpenSSL 3.0 every
+ * certificate parse runs the key decoder, which cost more than the CA signature.
  */
 #include "ca/issue.h"
 
@@ -130,43 +131,26 @@ static int attach_signature(X509 *x, const X509_ALGOR *alg, const unsigned char 
     return 1;
 }
 
-/* Encodes x, parses it back and verifies it with the issuer's key. Returns the parsed copy. */
-static X509 *reencode_and_verify(X509 *x, X509 *issuing, char *why, size_t whylen)
+/* The certificate's encoding is SEQUENCE { tbs, ... } with exactly the signed TBS bytes. */
+static int encodes_signed_tbs(X509 *x, const unsigned char *tbs, size_t tbslen)
 {
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der);
-    if (len <= 0) {
-        set_why(why, whylen, "the signed certificate cannot be encoded");
-        return NULL;
-    }
-    const unsigned char *q = der;
-    X509 *final = d2i_X509(NULL, &q, len);
+    size_t hdr = 0;
+    if (len > 2 && der[0] == 0x30)
+        hdr = der[1] < 0x80 ? 2 : 2 + (size_t)(der[1] & 0x7f);
+    int ok = hdr && hdr + tbslen <= (size_t)len && memcmp(der + hdr, tbs, tbslen) == 0;
     OPENSSL_free(der);
-    if (!final) {
-        set_why(why, whylen, "the signed certificate does not parse back");
-        return NULL;
-    }
-    EVP_PKEY *ca_key = X509_get0_pubkey(issuing);
-    if (!ca_key || X509_verify(final, ca_key) != 1) {
-        set_why(why, whylen,
-                "the signed certificate does not verify with the issuing certificate's key");
-        X509_free(final);
-        return NULL;
-    }
-    return final;
+    return ok;
 }
 
-/* Checks x, signs its TBS through the signer, attaches the signature, and returns the parsed,
- * verified result in *out. */
-static enum issue_result check_sign(signer *s, X509 *x, const principal *p, X509 *issuing,
-                                    time_t now, X509 **out, char *why, size_t whylen)
+/* Signs x's TBS through the signer and attaches the signature; x is then the certificate. */
+static enum issue_result sign_into(signer *s, X509 *x, char *why, size_t whylen)
 {
     char r[512] = "";
     unsigned char *tbs = NULL, *sig = NULL;
     enum issue_result res = ISSUE_CA_ERROR;
 
-    if (preissuance_check(x, p, issuing, s->sig_alg, now, why, whylen) != 0)
-        return ISSUE_CA_ERROR;
     int tbslen = i2d_re_X509_tbs(x, &tbs);
     if (tbslen <= 0) {
         set_why(why, whylen, "issuance: the TBS cannot be encoded");
@@ -186,9 +170,11 @@ static enum issue_result check_sign(signer *s, X509 *x, const principal *p, X509
         set_why(why, whylen, "issuance: cannot attach the signature");
         goto done;
     }
-    *out = reencode_and_verify(x, issuing, why, whylen);
-    if (*out)
-        res = ISSUE_OK;
+    if (!encodes_signed_tbs(x, tbs, (size_t)tbslen)) {
+        set_why(why, whylen, "issuance: the encoded certificate does not carry the signed TBS");
+        goto done;
+    }
+    res = ISSUE_OK;
 done:
     OPENSSL_free(tbs);
     free(sig);
@@ -223,9 +209,11 @@ static int add_poison(X509 *x, char *why, size_t whylen)
     return ok;
 }
 
+static X509 *reparse(X509 *x);
+
 static enum issue_result issue_profile(signer *s, const principal *p, EVP_PKEY *client_key,
-                                       time_t now, int poison, X509 **out, char *why,
-                                       size_t whylen)
+                                       time_t now, int poison, int parsed, X509 **out,
+                                       char *why, size_t whylen)
 {
     char r[512] = "";
 
@@ -248,8 +236,19 @@ static enum issue_result issue_profile(signer *s, const principal *p, EVP_PKEY *
         return ISSUE_CA_ERROR;
     }
     enum issue_result res = ISSUE_CA_ERROR;
-    if (!poison || add_poison(x, why, whylen))
-        res = check_sign(s, x, p, issuing, now, out, why, whylen);
+    if ((!poison || add_poison(x, why, whylen)) &&
+        preissuance_check(x, p, issuing, s->sig_alg, now, why, whylen) == 0)
+        res = sign_into(s, x, why, whylen);
+    if (res == ISSUE_OK && parsed) {
+        *out = reparse(x);
+        if (!*out) {
+            set_why(why, whylen, "issuance: the signed certificate does not parse back");
+            res = ISSUE_CA_ERROR;
+        }
+    } else if (res == ISSUE_OK) {
+        *out = x;
+        x = NULL;
+    }
     X509_free(x);
     return res;
 }
@@ -257,13 +256,27 @@ static enum issue_result issue_profile(signer *s, const principal *p, EVP_PKEY *
 enum issue_result ca_issue_certificate(signer *s, const principal *p, EVP_PKEY *client_key,
                                        time_t now, X509 **out, char *why, size_t whylen)
 {
-    return issue_profile(s, p, client_key, now, 0, out, why, whylen);
+    return issue_profile(s, p, client_key, now, 0, 1, out, why, whylen);
 }
 
 enum issue_result ca_issue_precertificate(signer *s, const principal *p, EVP_PKEY *client_key,
                                           time_t now, X509 **out, char *why, size_t whylen)
 {
-    return issue_profile(s, p, client_key, now, 1, out, why, whylen);
+    return issue_profile(s, p, client_key, now, 1, 1, out, why, whylen);
+}
+
+enum issue_result ca_issue_certificate_built(signer *s, const principal *p,
+                                             EVP_PKEY *client_key, time_t now, X509 **out,
+                                             char *why, size_t whylen)
+{
+    return issue_profile(s, p, client_key, now, 0, 0, out, why, whylen);
+}
+
+enum issue_result ca_issue_precertificate_built(signer *s, const principal *p,
+                                                EVP_PKEY *client_key, time_t now, X509 **out,
+                                                char *why, size_t whylen)
+{
+    return issue_profile(s, p, client_key, now, 1, 0, out, why, whylen);
 }
 
 /* A fresh parse of x's encoding (so what follows reads bytes, not x's in-memory state). */
@@ -321,32 +334,47 @@ static int sct_list_holds(X509 *x, const unsigned char *sct, size_t sct_len)
     return ok;
 }
 
-enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509 *precert,
-                                             time_t now, const unsigned char *sct,
-                                             size_t sct_len, X509 **out, char *why,
-                                             size_t whylen)
+/* The DER TBS of x with every `nid` extension cut out of the bytes (ct/tbs_der.h); NULL if x
+ * has none or on error. The caller free()s it. */
+static unsigned char *tbs_cut(X509 *x, int nid, size_t *len)
 {
-    X509 *x = NULL;
+    unsigned char *enc = NULL;
+    int elen = i2d_re_X509_tbs(x, &enc);
+    unsigned char *cut =
+        elen > 0 ? ct_tbs_der_without_ext(enc, (size_t)elen, nid, len, NULL, 0) : NULL;
+    OPENSSL_free(enc);
+    return cut;
+}
+
+enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
+                                                  X509 **precert, time_t now,
+                                                  const unsigned char *sct, size_t sct_len,
+                                                  X509 **out, char *why, size_t whylen)
+{
+    X509 *x = precert ? *precert : NULL;
     STACK_OF(SCT) *list = NULL;
     SCT *one = NULL;
-    unsigned char *pre_tbs = NULL, *fin_tbs = NULL, *fin_der = NULL;
+    unsigned char *pre_tbs = NULL, *fin_tbs = NULL;
     size_t pre_len = 0, fin_len = 0;
     enum issue_result res = ISSUE_CA_ERROR;
 
+    if (precert)
+        *precert = NULL;
     if (out)
         *out = NULL;
-    if (!s || !p || !precert || !sct || !sct_len || !out) {
+    if (!s || !p || !x || !sct || !sct_len || !out) {
         set_why(why, whylen, "final certificate: missing input");
-        return ISSUE_CA_ERROR;
+        goto done;
     }
-    X509 *issuing = signer_issuing_cert(s);
-    if (!issuing || !s->sig_alg || s->max_sig_len == 0) {
+    if (!signer_issuing_cert(s) || !s->sig_alg || s->max_sig_len == 0) {
         set_why(why, whylen, "issuance: the signer has no issuing certificate or algorithm");
-        return ISSUE_CA_ERROR;
+        goto done;
     }
-    x = reparse(precert);
-    if (!x) {
-        set_why(why, whylen, "final certificate: the precertificate does not parse back");
+    /* Issued at `now` (the precertificate's notBefore, kept by the caller). */
+    if (X509_cmp_time(X509_get0_notBefore(x), &(time_t){now - 1}) <= 0 ||
+        X509_cmp_time(X509_get0_notBefore(x), &(time_t){now}) != -1) {
+        set_why(why, whylen, "final certificate: the precertificate's notBefore is not the "
+                             "issuance time given");
         goto done;
     }
     /* Exactly one poison, the last extension, critical. */
@@ -361,15 +389,14 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
         set_why(why, whylen, "final certificate: the precertificate already has an SCT list");
         goto done;
     }
-    X509_EXTENSION_free(X509_delete_ext(x, pi));
-    /* The precertificate's TBS without the poison, as logs and OpenSSL rebuild it: re-encoded
-     * from a fresh parse of its bytes, the extension deleted. */
-    int plen = i2d_re_X509_tbs(x, &pre_tbs);
-    if (plen <= 0) {
+    /* The precertificate's TBS without the poison, as logs and OpenSSL rebuild it: the poison
+     * cut out of the signed bytes. */
+    pre_tbs = tbs_cut(x, NID_ct_precert_poison, &pre_len);
+    if (!pre_tbs) {
         set_why(why, whylen, "final certificate: the precertificate TBS cannot be encoded");
         goto done;
     }
-    pre_len = (size_t)plen;
+    X509_EXTENSION_free(X509_delete_ext(x, pi));
 
     const unsigned char *q = sct;
     one = o2i_SCT(NULL, &q, sct_len);
@@ -387,12 +414,6 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
         set_why(why, whylen, "final certificate: cannot add the SCT list extension");
         goto done;
     }
-    /* OpenSSL 3.0's X509_delete_ext/X509_add_ext leave the parsed TBS encoding cached: mark it
-     * stale, or i2d_X509 would still write the precertificate's TBS. */
-    if (i2d_re_X509_tbs(x, NULL) <= 0) {
-        set_why(why, whylen, "final certificate: the TBS cannot be encoded");
-        goto done;
-    }
     if (X509_get_ext_by_NID(x, NID_ct_precert_scts, -1) != X509_get_ext_count(x) - 1 ||
         !sct_list_holds(x, sct, sct_len)) {
         set_why(why, whylen, "final certificate: the SCT list extension is not the last one or "
@@ -401,43 +422,58 @@ enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509
     }
 
     /* The correspondence every log and verifier relies on (ct-notes.md §1.7, §5), on the very
-     * bytes check_sign will sign (i2d_re_X509_tbs), the SCT list cut out of them as DER
-     * (ct/tbs_der.h: no third parse of the certificate; a fresh parse is the fallback). The SCT
+     * bytes sign_into will sign (i2d_re_X509_tbs), the SCT list cut out of them as DER. The SCT
      * was verified over the precertificate's TBS without the poison, so it verifies for the
-     * final certificate exactly when this holds. */
-    unsigned char *enc = NULL;
-    int elen = i2d_re_X509_tbs(x, &enc);
-    if (elen > 0)
-        fin_der = ct_tbs_der_without_ext(enc, (size_t)elen, NID_ct_precert_scts, &fin_len, NULL,
-                                         0);
-    OPENSSL_free(enc);
-    if (!fin_der)
-        fin_tbs = ca_tbs_without_ext(x, NID_ct_precert_scts, &fin_len);
-    const unsigned char *fin = fin_der ? fin_der : fin_tbs;
-    if (!fin) {
+     * final certificate exactly when this holds. The precertificate passed the pre-issuance
+     * check, so the final certificate, equal to it but for the poison and the SCT list, does. */
+    fin_tbs = tbs_cut(x, NID_ct_precert_scts, &fin_len);
+    if (!fin_tbs) {
         set_why(why, whylen, "final certificate: cannot encode the TBS for the correspondence "
                              "check");
         goto done;
     }
-    if (pre_len != fin_len || memcmp(pre_tbs, fin, pre_len) != 0) {
+    if (pre_len != fin_len || memcmp(pre_tbs, fin_tbs, pre_len) != 0) {
         set_why(why, whylen, "final certificate: its TBS without the SCT list (%zu bytes) differs "
                              "from the precertificate's TBS without the poison (%zu bytes)",
                 fin_len, pre_len);
         goto done;
     }
-    res = check_sign(s, x, p, issuing, now, out, why, whylen);
-    if (res == ISSUE_OK && !sct_list_holds(*out, sct, sct_len)) {
-        set_why(why, whylen, "final certificate: the signed certificate lost its SCT");
-        X509_free(*out);
-        *out = NULL;
-        res = ISSUE_CA_ERROR;
+    res = sign_into(s, x, why, whylen);
+    if (res == ISSUE_OK) {
+        *out = x;
+        x = NULL;
     }
 done:
-    OPENSSL_free(pre_tbs);
-    OPENSSL_free(fin_tbs);
-    free(fin_der);
+    free(pre_tbs);
+    free(fin_tbs);
     SCT_free(one);
     SCT_LIST_free(list);
     X509_free(x);
+    return res;
+}
+
+enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509 *precert,
+                                             time_t now, const unsigned char *sct,
+                                             size_t sct_len, X509 **out, char *why,
+                                             size_t whylen)
+{
+    if (out)
+        *out = NULL;
+    X509 *copy = precert ? reparse(precert) : NULL;
+    if (precert && !copy) {
+        set_why(why, whylen, "final certificate: the precertificate does not parse back");
+        return ISSUE_CA_ERROR;
+    }
+    X509 *built = NULL;
+    enum issue_result res =
+        ca_issue_final_certificate_from(s, p, &copy, now, sct, sct_len, &built, why, whylen);
+    if (res == ISSUE_OK) {
+        *out = reparse(built);
+        if (!*out) {
+            set_why(why, whylen, "final certificate: the signed certificate does not parse back");
+            res = ISSUE_CA_ERROR;
+        }
+    }
+    X509_free(built);
     return res;
 }

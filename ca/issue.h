@@ -10,7 +10,7 @@
  *  1. ca_issue_precertificate: the same profile plus the critical poison extension
  *     (1.3.6.1.4.1.11129.2.4.3, value NULL) last, checked, signed directly by the CA key (no
  *     precertificate signing certificate).
- *  2. ca_issue_final_certificate: from the parsed precertificate, the same TBS with the poison
+ *  2. ca_issue_final_certificate(_from): from the precertificate, the same TBS with the poison
  *     removed and the SCT list extension (1.3.6.1.4.1.11129.2.4.2) appended last; before signing,
  *     the final TBS minus the SCT list must equal the precertificate TBS minus the poison byte for
  *     byte (every log and verifier rebuilds exactly that).
@@ -30,7 +30,7 @@ enum issue_result {
     ISSUE_CA_ERROR,         /* profile check failed or the signer failed: 500 */
 };
 
-/* On ISSUE_OK *out is the new certificate. */
+/* On ISSUE_OK *out is the new certificate, parsed from its DER (a complete X509 object). */
 enum issue_result ca_issue_certificate(signer *s, const principal *p, EVP_PKEY *client_key,
                                        time_t now, X509 **out, char *why, size_t whylen);
 
@@ -42,11 +42,32 @@ enum issue_result ca_issue_precertificate(signer *s, const principal *p, EVP_PKE
 /* Step 2: the final certificate for `precert` (from ca_issue_precertificate with the same p and
  * now) carrying the one TLS-serialised SCT `sct` (ct-notes.md §1.4) in its SCT list extension.
  * Checks the TBS correspondence before signing and the signature after. Every failure is the CA's
- * (ISSUE_CA_ERROR). On ISSUE_OK *out is the final certificate. */
+ * (ISSUE_CA_ERROR). On ISSUE_OK *out is the final certificate, parsed from its DER. */
 enum issue_result ca_issue_final_certificate(signer *s, const principal *p, X509 *precert,
                                              time_t now, const unsigned char *sct,
                                              size_t sct_len, X509 **out, char *why,
                                              size_t whylen);
+
+/* The server's path: the same as ca_issue_certificate / ca_issue_precertificate, but *out is the
+ * built object itself, not a parse of its DER. It is complete as DER (i2d_X509, PEM) and its
+ * fields can be read, but an EC or Ed25519 public key is never decoded (X509_get0_pubkey
+ * returns NULL): with
+ * OpenSSL 3.0 decoding a key costs more than the CA's signature. Parse the DER to verify it. */
+enum issue_result ca_issue_certificate_built(signer *s, const principal *p,
+                                             EVP_PKEY *client_key, time_t now, X509 **out,
+                                             char *why, size_t whylen);
+enum issue_result ca_issue_precertificate_built(signer *s, const principal *p,
+                                                EVP_PKEY *client_key, time_t now, X509 **out,
+                                                char *why, size_t whylen);
+
+/* ca_issue_final_certificate from the precertificate's own object, without a copy: takes
+ * *precert (sets it to NULL) and turns it into the final certificate, returned in *out on
+ * ISSUE_OK (freed on any failure). The object must be the one ca_issue_precertificate(_built) returned, unmodified;
+ * *out is built like ca_issue_precertificate_built's. */
+enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
+                                                  X509 **precert, time_t now,
+                                                  const unsigned char *sct, size_t sct_len,
+                                                  X509 **out, char *why, size_t whylen);
 
 /* The DER TBSCertificate of `cert` with every extension of OID `nid` removed (re-encoded), for
  * the correspondence check; NULL if the certificate has no such extension or on error. The caller

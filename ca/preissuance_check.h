@@ -1,7 +1,8 @@
 /*
  * ca/preissuance_check.h: asserts the profile on a complete TBS before anything signs it (in the
- * spirit of Let's Encrypt's linting before signing). It re-reads the built certificate, not the
- * inputs it was built from, so a bug in the builder is caught.
+ * spirit of Let's Encrypt's linting before signing). It reads the built certificate's fields, not
+ * the inputs it was built from, so a bug in the builder is caught. The key policy is checked on the
+ * SPKI's algorithm and bits (EC, Ed25519) or on the decoded key (others).
  */
 #ifndef FULCRUM_CA_PREISSUANCE_CHECK_H
 #define FULCRUM_CA_PREISSUANCE_CHECK_H

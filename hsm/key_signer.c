@@ -47,6 +47,7 @@ static const struct signer_ops key_ops = {
     .sign = key_sign,
     .reconnect = NULL,
     .destroy = key_destroy,
+    .in_process = 1,
 };
 
 /* A public-only copy of key, so that public_key never carries private material. */

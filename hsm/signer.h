@@ -7,7 +7,11 @@
  * a backend reports SIGNER_RETRY when a second attempt may succeed (a lost HSM session);
  * signer_sign() retries such a failure once before giving up.
  *
- * Every signature returned by signer_sign() has been verified with the signer's public key.
+ * Every signature returned by signer_sign() from a key outside this process (PKCS#11) has been
+ * verified with the signer's public key: a token that returns a corrupt signature is caught before
+ * the certificate leaves. In-process keys (ephemeral, file) are signed by OpenSSL in this process
+ * and are not verified again (OpenSSL already checks its RSA-CRT results against fault attacks;
+ * an ECDSA verification would cost three times the signature on every certificate).
  *
  * Thread safety: signer_sign() may be called from any number of threads at once.
  */
@@ -30,6 +34,9 @@ struct signer_ops {
     /* Called once when the backend should re-establish itself after SIGNER_RETRY (may be NULL). */
     int (*reconnect)(void *impl, char *why, size_t whylen);
     void (*destroy)(void *impl);
+    /* 1: the key is in this process and OpenSSL computes the signature; signer_sign() does not
+     * verify it. 0 (the default): every signature is verified before it is returned. */
+    int in_process;
 };
 
 typedef struct signer {

@@ -273,7 +273,7 @@ static int scripted_reconnect(void *impl, char *why, size_t whylen)
     return 0;
 }
 
-static const struct signer_ops scripted_ops = {scripted_sign, scripted_reconnect, NULL};
+static const struct signer_ops scripted_ops = {scripted_sign, scripted_reconnect, NULL, 0};
 
 static void run_script(signer *s, struct script *sc, const enum signer_status *steps, int n,
                        int reconnect_fails, int want_rc, int want_calls, int want_reconnects,

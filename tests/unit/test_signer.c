@@ -697,8 +697,8 @@ static void fake_destroy(void *impl)
     f->destroyed++;
 }
 
-static const struct signer_ops fake_ops = {fake_sign, fake_reconnect, fake_destroy};
-static const struct signer_ops fake_ops_no_reconnect = {fake_sign, NULL, fake_destroy};
+static const struct signer_ops fake_ops = {fake_sign, fake_reconnect, fake_destroy, 0};
+static const struct signer_ops fake_ops_no_reconnect = {fake_sign, NULL, fake_destroy, 0};
 
 static int run_fake(struct fake *f, const struct signer_ops *ops, char *why, size_t whylen)
 {
