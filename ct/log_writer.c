@@ -247,7 +247,9 @@ static int make_sth(ct_log *log, ctlog_sth *s, char *why, size_t whylen)
     merkle_frontier_root(&log->frontier, s->root);
     unsigned char input[50];
     ctlog_sth_input(s->timestamp, s->tree_size, s->root, input);
-    return ctlog_key_sign(log->key, input, sizeof input, 1, s->sig, &s->sig_len, why, whylen);
+    /* Not verified again here: an HSM-held log key's signatures are verified by signer_sign,
+     * an in-process key's are OpenSSL's own (as for SCTs and the CA's signatures). */
+    return ctlog_key_sign(log->key, input, sizeof input, 0, s->sig, &s->sig_len, why, whylen);
 }
 
 /* Signs, stores (in a transaction of its own) and publishes an STH over the writer's frontier:
