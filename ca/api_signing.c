@@ -13,6 +13,8 @@
  * precertificate) -> final certificate (its TBS correspondence checked before signing) ->
  * signedCertificateEmbeddedSct (v2) / 201 PEM chain (v1). A log failure answers 500 "Error
  * entering certificate in CTL" and no certificate exists (the precertificate is poisoned).
+ * Every certificate's audit record is durable before the answer (ca/audit_log.h); with the
+ * embedded log it is written while the log commits (record_early), so the two fsyncs overlap.
  * Everything else runs inline on the worker thread.
  */
 #include <event2/buffer.h>
@@ -65,6 +67,27 @@ struct sign_ctx {
     double ct_start;      /* CT: when the precertificate was handed to the log */
     const unsigned char *sct; /* CT: the SCT while on_sct runs (for the audit record) */
     size_t sct_len;
+    /* Embedded CT with an audit log: the record is made durable while the log commits (the
+     * embedded log signs the SCT before its commit), instead of after it. */
+    enum { AUDIT_EARLY_NONE, AUDIT_EARLY_PENDING, AUDIT_EARLY_DURABLE, AUDIT_EARLY_FAILED }
+        audit_early;
+    unsigned char *early_sct; /* the SCT in that record (owned) */
+    size_t early_sct_len;
+    struct delivery *held;    /* an answer (or an error) waiting for that record (owned) */
+    int answered;             /* an error went out while the record was pending */
+};
+
+/* An answer waiting for its audit record to be durable, or (error set) an error answer waiting
+ * only for the early record's callback to have run. */
+struct delivery {
+    struct sign_ctx *c;
+    int status;
+    const char *type;
+    char *body;
+    size_t len;
+    int error;
+    enum grpc_code code;
+    char *msg, *why;
 };
 
 /* Metrics of the signing endpoints (common/metrics.h). */
@@ -94,11 +117,32 @@ static void ctx_free(struct sign_ctx *c)
     principal_clear(&c->p);
     X509_free(c->precert);
     service_snapshot_release(c->snap);
+    free(c->early_sct);
+    if (c->held) {
+        free(c->held->body);
+        free(c->held->msg);
+        free(c->held->why);
+        free(c->held);
+    }
     free(c);
 }
 
 static void fail(struct sign_ctx *c, enum grpc_code code, const char *msg, const char *why)
 {
+    if (c->audit_early == AUDIT_EARLY_PENDING) {
+        /* on_audit_early still holds c: it answers with this error when it runs. */
+        struct delivery *d = c->held ? NULL : calloc(1, sizeof *d);
+        if (d) {
+            *d = (struct delivery){.c = c, .error = 1, .code = code,
+                                   .msg = msg ? strdup(msg) : NULL,
+                                   .why = why ? strdup(why) : NULL};
+            c->held = d;
+            return;
+        }
+        api_reply_error(c->req, code, msg, why); /* out of memory: answer now */
+        c->answered = 1;
+        return;
+    }
     api_reply_error(c->req, code, msg, why);
     ctx_free(c);
 }
@@ -183,27 +227,32 @@ static void send_certificate(struct sign_ctx *c, int status, const char *type, c
     ctx_free(c);
 }
 
-/* An answer waiting for its audit record to be durable. */
-struct delivery {
-    struct sign_ctx *c;
-    int status;
-    const char *type;
-    char *body;
-    size_t len;
-};
+
+static void fail_audit(struct sign_ctx *c);
 
 static void on_audited(void *arg, int ok)
 {
     struct delivery *d = arg;
-    if (ok) {
+    if (ok)
         send_certificate(d->c, d->status, d->type, d->body, d->len);
-    } else {
-        request_log_set_reason(d->c->req, "audit_log");
-        fail(d->c, GRPC_INTERNAL, MSG_CA_BACKEND,
-             "the certificate could not be recorded in the audit log");
-    }
+    else
+        fail_audit(d->c);
     free(d->body);
     free(d);
+}
+
+static void fail_audit(struct sign_ctx *c)
+{
+    request_log_set_reason(c->req, "audit_log");
+    fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, "the certificate could not be recorded in the audit log");
+}
+
+/* The record made while the log committed covers this certificate: same precertificate, and the
+ * SCT in the record is the one in the certificate. */
+static int early_record_matches(const struct sign_ctx *c)
+{
+    return c->early_sct && c->sct && c->sct_len == c->early_sct_len &&
+           memcmp(c->sct, c->early_sct, c->sct_len) == 0;
 }
 
 /* Answers with `body` (taken over) once the certificate's audit record is durable
@@ -212,6 +261,34 @@ static void deliver(struct sign_ctx *c, X509 *cert, int status, const char *type
                     size_t len)
 {
     audit_log *audit = c->svc->audit;
+    if (c->audit_early != AUDIT_EARLY_NONE) {
+        if (!early_record_matches(c)) {
+            /* Cannot happen with a new precertificate; never hand out an unrecorded one. */
+            log_error("audit", "the embedded log answered with another SCT than the one recorded");
+            free(body);
+            fail_audit(c);
+            return;
+        }
+        if (c->audit_early == AUDIT_EARLY_DURABLE) {
+            send_certificate(c, status, type, body, len);
+            free(body);
+            return;
+        }
+        if (c->audit_early == AUDIT_EARLY_FAILED) {
+            free(body);
+            fail_audit(c);
+            return;
+        }
+        struct delivery *d = c->held ? NULL : calloc(1, sizeof *d);
+        if (!d) {
+            free(body);
+            fail_audit(c);
+            return;
+        }
+        *d = (struct delivery){.c = c, .status = status, .type = type, .body = body, .len = len};
+        c->held = d; /* on_audit_early answers */
+        return;
+    }
     if (!audit) {
         send_certificate(c, status, type, body, len);
         free(body);
@@ -237,9 +314,33 @@ static void deliver(struct sign_ctx *c, X509 *cert, int status, const char *type
     free(line);
     free(d);
     free(body);
-    request_log_set_reason(c->req, "audit_log");
-    fail(c, GRPC_INTERNAL, MSG_CA_BACKEND,
-         "the certificate could not be recorded in the audit log");
+    fail_audit(c);
+}
+
+/* The early record's callback (see issue_with_ct): answers what on_sct left held, or leaves the
+ * outcome for on_sct when it has not run yet. */
+static void on_audit_early(void *arg, int ok)
+{
+    struct sign_ctx *c = arg;
+    c->audit_early = ok ? AUDIT_EARLY_DURABLE : AUDIT_EARLY_FAILED;
+    if (c->answered) {
+        ctx_free(c);
+        return;
+    }
+    struct delivery *d = c->held;
+    if (!d)
+        return; /* on_sct has not run yet: it sees the outcome */
+    c->held = NULL;
+    if (d->error)
+        fail(c, d->code, d->msg, d->why);
+    else if (ok)
+        send_certificate(c, d->status, d->type, d->body, d->len);
+    else
+        fail_audit(c);
+    free(d->body);
+    free(d->msg);
+    free(d->why);
+    free(d);
 }
 
 /* v2 answer: signedCertificateEmbeddedSct {chain} when the SCT is in the certificate,
@@ -409,6 +510,31 @@ static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const ch
     X509_free(cert);
 }
 
+/* The embedded log has signed the SCT before committing: the audit record (the precertificate's
+ * serial, names, key and validity are the final certificate's; the SCT is the one it will carry)
+ * is made durable while the log commits, and the answer waits for both (on_sct, on_audit_early).
+ * If the record cannot be queued, the usual record after the final certificate is made instead.
+ * A record whose certificate then fails (the log's commit, the final signature) stands for a
+ * logged precertificate, which CT treats as issued already. */
+static void record_early(struct sign_ctx *c)
+{
+    char why[256] = "";
+    json_t *sub = json_object_get(c->tok.claims, "sub");
+    audit_entry e = {
+        .cert = c->precert, .p = &c->p, .oidc_issuer = c->tok.iss,
+        .subject = json_string_value(sub), .sct = c->early_sct, .sct_len = c->early_sct_len,
+        .request_id = request_log_id(c->req),
+    };
+    char *line = audit_record_json(&e);
+    if (line && audit_log_append(c->svc->audit, line, c->base, on_audit_early, c, why,
+                                 sizeof why) == 0)
+        c->audit_early = AUDIT_EARLY_PENDING;
+    else
+        log_warn("audit", "cannot queue the audit record early (%s): it follows the certificate",
+                 line ? why : "cannot render the record");
+    free(line);
+}
+
 /* CT, first steps: precertificate, then hand it to the log; consumes c (now or in on_sct). */
 static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
 {
@@ -431,7 +557,9 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
         ok = sk_X509_push(chain, sk_X509_value(c->snap->signer->chain, i)) > 0;
     /* The stack borrows the certificates; the submitter takes its own references. */
     c->ct_start = metrics_now();
-    int rc = ok ? ct_submit_precert(c->svc->ct, chain, c->base, on_sct, c, why, sizeof why)
+    unsigned char **early = c->svc->audit ? &c->early_sct : NULL;
+    int rc = ok ? ct_submit_precert_early(c->svc->ct, chain, c->base, on_sct, c, early,
+                                          &c->early_sct_len, why, sizeof why)
                 : (snprintf(why, sizeof why, "out of memory"), -1);
     sk_X509_free(chain);
     if (rc != 0) {
@@ -439,7 +567,10 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
         atomic_store(&c->svc->ct_failing, 1);
         log_error("ct", "CT log submission failed: %s", why);
         fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
+        return;
     }
+    if (c->early_sct)
+        record_early(c);
 }
 
 /* The rate limits (ca/rate_limit.h), charged only for verified tokens so that nobody can spend

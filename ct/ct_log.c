@@ -273,7 +273,8 @@ static int find_existing(ct_log *log, const unsigned char dedup[32], unsigned ch
 }
 
 static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_base *base,
-               ct_log_add_cb cb, void *arg, char *why, size_t whylen)
+               ct_log_add_cb cb, void *arg, unsigned char **early, size_t *early_len,
+               char *why, size_t whylen)
 {
     ctlog_entry e;
     if (ctlog_chain_check_ex(log->store, flags, chain, &e, why, whylen) != 0)
@@ -303,11 +304,22 @@ static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_
         if (!sct)
             snprintf(err, sizeof err, "out of memory");
     }
-    if (sct && ctlog_writer_submit(log, leaf, leaf_len, e.extra_data, e.extra_len, leaf_hash,
-                                   e.dedup, sct, sct_len, base, cb, arg, err, sizeof err) == 0) {
+    unsigned char *copy = sct && early ? malloc(sct_len) : NULL;
+    if (copy)
+        memcpy(copy, sct, sct_len);
+    if (sct && (!early || copy) &&
+        ctlog_writer_submit(log, leaf, leaf_len, e.extra_data, e.extra_len, leaf_hash, e.dedup,
+                            sct, sct_len, base, cb, arg, err, sizeof err) == 0) {
+        if (early) {
+            *early = copy;
+            *early_len = sct_len;
+        }
         rc = 0;
         goto done;
     }
+    free(copy);
+    if (sct && early && !copy)
+        snprintf(err, sizeof err, "out of memory");
     log_error("ctlog", "submission failed: %s", err);
     rc = ctlog_answer_later(base, cb, arg, NULL, 0, err, 0);
 done:
@@ -323,11 +335,23 @@ done:
 int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
-    return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, why, whylen);
+    return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, NULL, NULL, why,
+               whylen);
 }
 
 int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                            ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
-    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, why, whylen);
+    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, NULL, NULL, why,
+               whylen);
+}
+
+int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                               ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
+                               char *why, size_t whylen)
+{
+    *sct = NULL;
+    *sct_len = 0;
+    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, sct, sct_len,
+               why, whylen);
 }

@@ -79,6 +79,14 @@ int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_bas
 int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                            ct_log_add_cb cb, void *arg, char *why, size_t whylen);
 
+/* The same, and on success *sct (malloc'd, the caller frees it) is the SCT the log has signed and
+ * will answer with once the entry is durable: known before the commit, so that the CA can make
+ * its own records durable at the same time. (Should the writer find the entry already logged it
+ * answers with the original SCT instead: compare.) */
+int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                               ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
+                               char *why, size_t whylen);
+
 /* Serves the RFC 6962 API: `subpath` is what follows "/ct/v1/" (e.g. "get-sth", without the
  * query). Answers the request (exactly once, possibly later from `base`) and returns 1, or
  * returns 0 when subpath is not an RFC 6962 endpoint. */

@@ -53,6 +53,14 @@ typedef void (*ct_submit_cb)(void *arg, const unsigned char *sct, size_t sct_len
 int ct_submit_precert(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
                       ct_submit_cb cb, void *arg, char *why, size_t whylen);
 
+/* The same; on success *early_sct (malloc'd, the caller frees it) is the SCT the log has already
+ * signed and will deliver once the entry is durable, when the log knows it that early (the
+ * embedded log), else NULL. Unverified until cb delivers it; cb's SCT is the one to use (equal
+ * unless the log found the entry already logged). */
+int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                            ct_submit_cb cb, void *arg, unsigned char **early_sct,
+                            size_t *early_len, char *why, size_t whylen);
+
 /* The log's public key (borrowed) and LogID (32 bytes). */
 EVP_PKEY *ct_submitter_log_key(const ct_submitter *s);
 const unsigned char *ct_submitter_log_id(const ct_submitter *s);

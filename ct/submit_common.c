@@ -67,6 +67,7 @@ void ct_submission_free(struct ct_submission *sub)
         return;
     sk_X509_pop_free(sub->chain, X509_free);
     free(sub->sct);
+    free(sub->early_sct);
     free(sub); /* the event lives in the same block */
 }
 
@@ -117,6 +118,17 @@ void ct_submission_finish_async(struct ct_submission *sub, unsigned char *sct, s
 int ct_submit_precert(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
                       ct_submit_cb cb, void *arg, char *why, size_t whylen)
 {
+    return ct_submit_precert_early(s, chain, base, cb, arg, NULL, NULL, why, whylen);
+}
+
+int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                            ct_submit_cb cb, void *arg, unsigned char **early_sct,
+                            size_t *early_len, char *why, size_t whylen)
+{
+    if (early_sct) {
+        *early_sct = NULL;
+        *early_len = 0;
+    }
     if (!s || !chain || !base || !cb) {
         snprintf(why, whylen, "CT submission: missing input");
         return -1;
@@ -149,6 +161,12 @@ int ct_submit_precert(ct_submitter *s, STACK_OF(X509) *chain, struct event_base 
     if (s->ops->submit(s->impl, sub, why, whylen) != 0) {
         ct_submission_free(sub);
         return -1;
+    }
+    /* The backend answers through an event on base, so sub is still ours here. */
+    if (early_sct && sub->early_sct) {
+        *early_sct = sub->early_sct;
+        *early_len = sub->early_sct_len;
+        sub->early_sct = NULL;
     }
     return 0;
 }

@@ -35,7 +35,8 @@ static int embedded_submit(void *impl, struct ct_submission *sub, char *why, siz
 {
     struct embedded *e = impl;
     char r[CT_ERR_MAX - 64] = "";
-    if (ct_log_add_own_precert(e->log, sub->chain, sub->base, on_added, sub, r, sizeof r) != 0) {
+    if (ct_log_add_own_precert_sct(e->log, sub->chain, sub->base, on_added, sub,
+                                   &sub->early_sct, &sub->early_sct_len, r, sizeof r) != 0) {
         snprintf(why, whylen, "the embedded log refused the precertificate chain: %s",
                  *r ? r : "no reason given");
         return -1;

@@ -26,6 +26,10 @@ struct ct_submission {
     size_t sct_len;
     char err[CT_ERR_MAX];
     struct event *ev;
+    /* Set by a backend whose SCT is known before the entry is durable (the embedded log):
+     * malloc'd, handed to ct_submit_precert_early's caller right after submit returns. */
+    unsigned char *early_sct;
+    size_t early_sct_len;
 };
 
 struct ct_submitter_ops {

@@ -127,6 +127,29 @@ static void own_precert(struct event_base *base, X509 *root, EVP_PKEY *root_key,
     CHECK(add(log, base, 1, 1, pre, root, &r) == 0, "own precert accepted: %s", r.err);
     CHECK(ctk_sct_valid(r.sct, r.sct_len, 1, pre, root, pub, tmpdir),
           "own precert: OpenSSL SCT_validate says the SCT is valid");
+
+    /* ct_log_add_own_precert_sct: the SCT is handed out before the commit, and it is the one
+     * the log delivers once the entry is durable. */
+    {
+        X509 *pre3 = ctk_cert("pre3", key, root, root_key, 0, CTK_POISON, 0);
+        STACK_OF(X509) *chain = chain_of(pre3, root);
+        struct result e;
+        memset(&e, 0, sizeof e);
+        unsigned char *early = NULL;
+        size_t early_len = 0;
+        int rc = ct_log_add_own_precert_sct(log, chain, base, on_added, &e, &early, &early_len,
+                                            e.err, sizeof e.err);
+        CHECK(rc == 0 && early && early_len > 0, "early SCT: given at submission: %s", e.err);
+        CHECK(e.sct_len == 0, "early SCT: the entry is not answered before its commit");
+        CHECK(wait_results(base, &e, 1, 10) && e.sct_len == early_len &&
+                  memcmp(e.sct, early, early_len) == 0,
+              "early SCT: the SCT delivered after the commit is the same");
+        CHECK(ctk_sct_valid(early, early_len, 1, pre3, root, pub, tmpdir),
+              "early SCT: OpenSSL SCT_validate says it is valid");
+        free(early);
+        sk_X509_free(chain);
+        X509_free(pre3);
+    }
     CHECK(add(log, base, 0, 1, pre, root, &d) == 0 && d.sct_len == r.sct_len &&
               memcmp(d.sct, r.sct, r.sct_len) == 0,
           "the same precert through ct_log_add: the original SCT (same entry bytes)");
