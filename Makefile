@@ -3,7 +3,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build build-asan run stop test test-release test-asan clean install
+.PHONY: all build build-asan run stop test test-release test-asan test-valgrind clean install
 
 all: build
 
@@ -31,6 +31,13 @@ test-release: build
 test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j$(JOBS)
+
+# The integration tests with `fulcrum serve` and `fulcrum ctlog serve` under valgrind memcheck
+# (any memcheck error or definite leak fails the test); heavy tests run at FULCRUM_TEST_SCALE.
+VALGRIND_SCALE ?= 0.02
+test-valgrind: build
+	FULCRUM_TEST_SCALE=$(VALGRIND_SCALE) \
+	  ctest --test-dir $(BUILD) -C Valgrind -L valgrind --output-on-failure -j$(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

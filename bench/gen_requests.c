@@ -4,7 +4,9 @@
  * and its own key with a proof of possession already computed, so no client crypto happens
  * on the clock.
  *
- *   fulcrum-bench-gen ISSUER_URL N OUT_FILE [p256|rsa2048|mixed]
+ *   fulcrum-bench-gen ISSUER_URL N OUT_FILE [p256|rsa2048|mixed] [RS256|ES256|mixed]
+ *
+ * The last argument is the tokens' algorithm (default mixed: RS256 and ES256 alternate).
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -62,12 +64,18 @@ static EVP_PKEY *make_key(const char *kind)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s ISSUER_URL N OUT_FILE [p256|rsa2048|mixed]\n", argv[0]);
+        fprintf(stderr, "usage: %s ISSUER_URL N OUT_FILE [p256|rsa2048|mixed] [RS256|ES256|mixed]\n",
+                argv[0]);
         return 2;
     }
     const char *issuer = argv[1];
     int n = atoi(argv[2]);
     const char *mode = argc > 4 ? argv[4] : "p256";
+    const char *algs = argc > 5 ? argv[5] : "mixed";
+    if (strcmp(algs, "RS256") != 0 && strcmp(algs, "ES256") != 0 && strcmp(algs, "mixed") != 0) {
+        fprintf(stderr, "token algorithm %s: RS256, ES256 or mixed\n", algs);
+        return 2;
+    }
     FILE *out = fopen(argv[3], "w");
     if (!out || n <= 0) {
         perror("output");
@@ -77,7 +85,7 @@ int main(int argc, char **argv)
     CURL *curl = curl_easy_init();
     for (int i = 0; i < n; i++) {
         const char *kind = strcmp(mode, "mixed") == 0 ? (i % 2 ? "rsa2048" : "p256") : mode;
-        const char *alg = i % 2 ? "ES256" : "RS256";
+        const char *alg = strcmp(algs, "mixed") != 0 ? algs : i % 2 ? "ES256" : "RS256";
         char *token = mint_token(curl, issuer, i, alg);
         EVP_PKEY *key = make_key(kind);
         if (!token || !key) {

@@ -37,6 +37,8 @@ struct conn_limit_worker {
     int nlisteners;
     int paused;
     int forgotten;
+    conn_limit_conn_fn opened, closed; /* conn_limit_worker_set_observer */
+    void *observer_arg;
 };
 
 static double open_gauge(void *arg)
@@ -127,6 +129,8 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 {
     conn_limit_worker *w = arg;
     conn_limit *cl = w->cl;
+    if (w->closed)
+        w->closed(evcon, w->observer_arg);
     long n = atomic_fetch_sub(&cl->open, 1) - 1;
     if (cl->max > 0 && n < cl->max && atomic_exchange(&cl->paused, 0))
         broadcast(cl);
@@ -148,6 +152,8 @@ static void on_finalize(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         evhttp_connection_set_closecb(evcon, on_close, w);
+        if (w->opened)
+            w->opened(evcon, w->observer_arg);
         if (w->pending[i].drop) {
             metric_inc(w->cl->m_over);
             evhttp_connection_free(evcon); /* runs on_close */
@@ -229,6 +235,16 @@ int conn_limit_worker_add_listener(conn_limit_worker *w, struct evconnlistener *
         return -1;
     w->listeners[w->nlisteners++] = l;
     return 0;
+}
+
+void conn_limit_worker_set_observer(conn_limit_worker *w, conn_limit_conn_fn opened,
+                                    conn_limit_conn_fn closed, void *arg)
+{
+    if (!w)
+        return;
+    w->opened = opened;
+    w->closed = closed;
+    w->observer_arg = arg;
 }
 
 void conn_limit_worker_forget_listeners(conn_limit_worker *w)

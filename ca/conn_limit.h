@@ -55,6 +55,15 @@ int conn_limit_worker_add_listener(conn_limit_worker *w, struct evconnlistener *
 /* On the worker's thread, before its listeners are removed: forget them. */
 void conn_limit_worker_forget_listeners(conn_limit_worker *w);
 
+/* Optional observer of this worker's connections (ca/http_server.c's read deadlines), called on
+ * the worker's thread: `opened` once for each connection evhttp set up, before any of its I/O
+ * (right after its close callback is attached), `closed` when it closes (from evhttp's close
+ * callback, before the connection is freed); every `opened` is followed by one `closed`. Set it
+ * before the worker runs. */
+typedef void (*conn_limit_conn_fn)(struct evhttp_connection *evcon, void *arg);
+void conn_limit_worker_set_observer(conn_limit_worker *w, conn_limit_conn_fn opened,
+                                    conn_limit_conn_fn closed, void *arg);
+
 /* After the worker's evhttp was freed (its connections' close callbacks have run) and before
  * its event_base is freed. */
 void conn_limit_worker_free(conn_limit_worker *w);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -19,6 +20,9 @@
 
 #include "ca/conn_limit.h"
 #include "common/log.h"
+#include "common/metrics.h"
+
+struct conn_state;
 
 struct worker {
     http_server *srv;
@@ -29,6 +33,8 @@ struct worker {
     struct evhttp_bound_socket *bound[HTTP_MAX_LISTEN_FDS]; /* one per listening socket */
     int fd; /* a dup of a listening socket not yet handed to evhttp (which then closes it) */
     conn_limit_worker *climit; /* counts and caps connections (ca/conn_limit.h) */
+    struct conn_state **conns;  /* read deadlines: this worker's connections by descriptor */
+    size_t nconns;              /* slots in conns */
 };
 
 struct http_server {
@@ -41,6 +47,7 @@ struct http_server {
     int nworkers;
     struct worker *workers;
     conn_limit *climit; /* --max-connections over all workers */
+    metric_series *m_header_timeouts, *m_body_timeouts;
 };
 
 static http_reply_observer g_reply_observer;
@@ -48,6 +55,11 @@ static http_reply_observer g_reply_observer;
 void http_set_reply_observer(http_reply_observer fn) { g_reply_observer = fn; }
 
 static long inflight;
+
+/* Set once SIGTERM/SIGINT started the drain: every answer then closes its connection, so a
+ * client with a keep-alive connection cannot keep requests in flight (and the drain from
+ * ending) by sending new ones on it, as Go's Server.Shutdown closes connections once idle. */
+static int draining;
 
 long http_server_inflight(void) { return __atomic_load_n(&inflight, __ATOMIC_SEQ_CST); }
 
@@ -58,7 +70,8 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
     if (content_type)
         evhttp_add_header(out, "Content-Type", content_type);
     struct evbuffer *buf = evbuffer_new();
-    if (buf && len)
+    /* An answer to HEAD has no body (RFC 9110 §9.3.2); libevent would send it anyway. */
+    if (buf && len && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
         evbuffer_add(buf, body, len);
     const char *reason = NULL;
     switch (status) {
@@ -73,6 +86,10 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
     case 503: reason = "Service Unavailable"; break;
     default: reason = "";
     }
+    if (__atomic_load_n(&draining, __ATOMIC_SEQ_CST)) {
+        evhttp_remove_header(out, "Connection");
+        evhttp_add_header(out, "Connection", "close");
+    }
     if (g_reply_observer)
         g_reply_observer(req, status);
     evhttp_send_reply(req, status, reason, buf);
@@ -81,9 +98,188 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
     __atomic_sub_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
 }
 
+/* ---- read deadlines ----------------------------------------------------------------------
+ *
+ * evhttp's timeout (--idle-connection-timeout) restarts at every read, so a client trickling a
+ * byte every few seconds would hold a connection for ever. Each connection therefore gets a
+ * timer (conn_limit's observer tells when connections open and close): armed with
+ * read_header_timeout at the first byte of a request, re-armed with read_body_timeout when the
+ * blank line ending its head arrives (found by watching the bytes the socket adds to the input
+ * buffer), disarmed when evhttp hands the whole request to on_request. Reading is off while a
+ * request is answered, and the next request starts at the next byte after its answer went out
+ * (so an idle keep-alive connection is still governed by the idle timeout only). When the timer
+ * fires the request has not reached the handler, so nothing else holds the connection: it is
+ * freed, unanswered. */
+
+enum { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLING };
+
+struct conn_state {
+    struct worker *w;
+    struct evhttp_connection *evcon;
+    struct evbuffer *input;
+    struct evbuffer_cb_entry *input_cb;
+    struct event *timer;
+    int fd;
+    int phase;
+    int scan; /* end-of-head scanner: 0, 1 = just after '\n', 2 = just after "\n\r" */
+};
+
+static struct conn_state *conn_lookup(struct worker *w, struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    int fd = bev ? (int)bufferevent_getfd(bev) : -1;
+    if (fd < 0 || (size_t)fd >= w->nconns || !w->conns[fd] || w->conns[fd]->evcon != evcon)
+        return NULL;
+    return w->conns[fd];
+}
+
+static void arm(struct conn_state *st, int seconds)
+{
+    struct timeval tv = {seconds, 0};
+    evtimer_add(st->timer, &tv);
+}
+
+/* Looks for the empty line that ends a request head in the n newest bytes of buf (bytes are
+ * always appended). evhttp takes "\n" as well as "\r\n" as a line end. */
+static int head_ends(struct conn_state *st, struct evbuffer *buf, size_t n)
+{
+    size_t len = evbuffer_get_length(buf);
+    if (n > len)
+        n = len;
+    struct evbuffer_ptr pos;
+    if (n == 0 || evbuffer_ptr_set(buf, &pos, len - n, EVBUFFER_PTR_SET) != 0)
+        return 0;
+    while (n > 0) {
+        struct evbuffer_iovec v[8];
+        int nv = evbuffer_peek(buf, (ev_ssize_t)n, &pos, v, 8);
+        if (nv <= 0)
+            return 0;
+        for (int i = 0; i < nv && i < 8 && n > 0; i++) {
+            size_t m = v[i].iov_len < n ? v[i].iov_len : n;
+            const unsigned char *p = v[i].iov_base;
+            for (size_t k = 0; k < m; k++) {
+                if (p[k] == '\n') {
+                    if (st->scan)
+                        return 1;
+                    st->scan = 1;
+                } else {
+                    st->scan = p[k] == '\r' && st->scan == 1 ? 2 : 0;
+                }
+            }
+            n -= m;
+            if (n > 0 && evbuffer_ptr_set(buf, &pos, m, EVBUFFER_PTR_ADD) != 0)
+                return 0;
+        }
+    }
+    return 0;
+}
+
+/* The socket added bytes to a connection's input buffer (before evhttp parses them). */
+static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct conn_state *st = arg;
+    if (info->n_added == 0 || st->phase == PHASE_HANDLING || st->phase == PHASE_BODY)
+        return;
+    const http_server_options *o = &st->w->srv->opts;
+    if (st->phase == PHASE_IDLE) {
+        st->phase = PHASE_HEAD;
+        st->scan = 0;
+        arm(st, o->read_header_timeout_seconds);
+    }
+    if (head_ends(st, buf, info->n_added)) {
+        st->phase = PHASE_BODY;
+        arm(st, o->read_body_timeout_seconds);
+    }
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn_state *st = arg;
+    if (st->phase != PHASE_HEAD && st->phase != PHASE_BODY)
+        return;
+    int head = st->phase == PHASE_HEAD;
+    metric_inc(head ? st->w->srv->m_header_timeouts : st->w->srv->m_body_timeouts);
+    log_debug("http", "closing connection fd %d: request %s not received within %ds (%s)",
+              st->fd, head ? "head" : "body",
+              head ? st->w->srv->opts.read_header_timeout_seconds
+                   : st->w->srv->opts.read_body_timeout_seconds,
+              head ? "--read-header-timeout" : "--read-body-timeout");
+    evhttp_connection_free(st->evcon); /* conn_closed frees st */
+}
+
+static void conn_opened(struct evhttp_connection *evcon, void *arg)
+{
+    struct worker *w = arg;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    int fd = bev ? (int)bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= w->nconns) {
+        size_t n = w->nconns ? w->nconns : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct conn_state **c = realloc(w->conns, n * sizeof *c);
+        if (!c) {
+            log_warn("http", "out of memory: no read deadline for connection fd %d", fd);
+            return;
+        }
+        memset(c + w->nconns, 0, (n - w->nconns) * sizeof *c);
+        w->conns = c;
+        w->nconns = n;
+    }
+    if (w->conns[fd]) { /* a connection that closed without its close callback: forget it */
+        event_free(w->conns[fd]->timer);
+        free(w->conns[fd]);
+        w->conns[fd] = NULL;
+    }
+    struct conn_state *st = calloc(1, sizeof *st);
+    if (st) {
+        st->w = w;
+        st->evcon = evcon;
+        st->fd = fd;
+        st->input = bufferevent_get_input(bev);
+        st->timer = evtimer_new(w->base, on_deadline, st);
+        st->input_cb = st->timer ? evbuffer_add_cb(st->input, on_input, st) : NULL;
+    }
+    if (!st || !st->input_cb) {
+        if (st && st->timer)
+            event_free(st->timer);
+        free(st);
+        log_warn("http", "out of memory: no read deadline for connection fd %d", fd);
+        return;
+    }
+    w->conns[fd] = st;
+}
+
+static void conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct worker *w = arg;
+    struct conn_state *st = conn_lookup(w, evcon);
+    if (!st)
+        return;
+    w->conns[st->fd] = NULL;
+    evbuffer_remove_cb_entry(st->input, st->input_cb);
+    event_free(st->timer);
+    free(st);
+}
+
+/* The answer went out: the connection waits for its next request. */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+    struct conn_state *st = conn_lookup(arg, evhttp_request_get_connection(req));
+    if (st)
+        st->phase = PHASE_IDLE;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct worker *w = arg;
+    struct conn_state *st = conn_lookup(w, evhttp_request_get_connection(req));
+    if (st) {
+        st->phase = PHASE_HANDLING;
+        evtimer_del(st->timer);
+        evhttp_request_set_on_complete_cb(req, on_complete, w);
+    }
     __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
     w->srv->handler(req, w->base, w->srv->arg);
 }
@@ -378,6 +574,17 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         srv->opts.idle_timeout_seconds = 30;
     if (srv->opts.drain_timeout_seconds <= 0)
         srv->opts.drain_timeout_seconds = 30;
+    if (srv->opts.read_header_timeout_seconds <= 0)
+        srv->opts.read_header_timeout_seconds = 10;
+    if (srv->opts.read_body_timeout_seconds <= 0)
+        srv->opts.read_body_timeout_seconds = 30;
+    metric_family *timeouts = metrics_counter(
+        "fulcrum_http_read_timeouts_total",
+        "Connections closed because a request's head (--read-header-timeout) or body "
+        "(--read-body-timeout) did not arrive in time",
+        (const char *const[]){"phase", NULL});
+    srv->m_header_timeouts = metric_get1(timeouts, "header");
+    srv->m_body_timeouts = metric_get1(timeouts, "body");
     srv->handler = handler;
     srv->arg = arg;
     for (int i = 0; i < HTTP_MAX_LISTEN_FDS; i++)
@@ -445,6 +652,7 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
             http_server_free(srv);
             return NULL;
         }
+        conn_limit_worker_set_observer(w->climit, conn_opened, conn_closed, w);
         evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->opts.max_body_bytes);
         evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->opts.max_header_bytes);
         evhttp_set_timeout(w->http, srv->opts.idle_timeout_seconds);
@@ -478,7 +686,10 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    event_base_dispatch(w->base);
+    /* Until http_server_run says so: once the drain removed the listeners, a worker whose
+     * requests all wait for an answer from another thread (the CT log's writer, a JWKS fetch)
+     * has no event of its own left, and a plain dispatch would return and strand them. */
+    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     return NULL;
 }
 
@@ -527,6 +738,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(st->main_base, NULL);
         return;
     }
+    __atomic_store_n(&draining, 1, __ATOMIC_SEQ_CST);
     log_info("http", "signal %d: no longer accepting, draining %ld in-flight requests", (int)sig,
              http_server_inflight());
     for (int i = 0; i < st->srv->nworkers; i++) {
@@ -542,6 +754,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int http_server_run(http_server *srv)
 {
     signal(SIGPIPE, SIG_IGN);
+    __atomic_store_n(&draining, 0, __ATOMIC_SEQ_CST);
     struct event_base *main_base = event_base_new();
     if (!main_base)
         return -1;
@@ -585,8 +798,9 @@ void http_server_free(http_server *srv)
     for (int i = 0; i < srv->nworkers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->http)
-            evhttp_free(w->http);
+            evhttp_free(w->http); /* closes the connections: conn_closed frees their state */
         conn_limit_worker_free(w->climit);
+        free(w->conns);
         if (w->base)
             event_base_free(w->base);
         if (w->fd >= 0)

@@ -35,6 +35,13 @@ typedef struct http_server_options {
     size_t max_body_bytes;     /* default 4 MiB */
     size_t max_header_bytes;   /* default 96 KiB (a token may come in the Authorization header) */
     int idle_timeout_seconds;  /* read/write/idle timeout; default 30 */
+    int read_header_timeout_seconds; /* a request's head (request line and headers) must
+                                        arrive within this from its first byte, however it
+                                        trickles (Go's ReadHeaderTimeout); default 10 */
+    int read_body_timeout_seconds;   /* and its body within this from the end of the head;
+                                        default 30. Past either deadline the connection is
+                                        closed unanswered, counted in
+                                        fulcrum_http_read_timeouts_total{phase} */
     int drain_timeout_seconds; /* how long SIGTERM waits for in-flight requests; default 30 */
     int max_connections;       /* open connections at most; further clients wait in the listen
                                   backlog until one closes (ca/conn_limit.h); 0 = no limit */
@@ -67,7 +74,10 @@ typedef struct http_server http_server;
 http_server *http_server_new(const http_server_options *opts, http_handler handler, void *arg,
                              char *why, size_t whylen);
 
-/* Runs the workers until SIGTERM or SIGINT, then drains. Returns 0 on a clean stop. */
+/* Runs the workers until SIGTERM or SIGINT, then drains: stops accepting, answers what is in
+ * flight or arrives on open connections with "Connection: close" (so keep-alive clients cannot
+ * keep the drain going), and returns once nothing is in flight or drain_timeout_seconds passed.
+ * Returns 0 on a clean stop. */
 int http_server_run(http_server *srv);
 
 void http_server_free(http_server *srv);

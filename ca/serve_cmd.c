@@ -45,6 +45,7 @@ struct serve_flags {
     const char *ct_log_key_path, *ct_log_key_passwd_file, *ct_log_hsm_key_label; /* embedded */
     long ct_log_timeout; /* seconds */
     long port, workers, max_body, idle_timeout;
+    long read_header_timeout, read_body_timeout; /* seconds */
     int fileca_watch, help;
     long jwks_ttl, jwks_max_stale; /* seconds */
 };
@@ -190,7 +191,8 @@ int serve_main(int argc, char **argv)
         .ct_log_timeout = 60,
         .ct_log_key_path = "", .ct_log_key_passwd_file = "", .ct_log_hsm_key_label = "",
         .log_level = "info", .port = 8080, .workers = 0, .max_body = 4 << 20,
-        .idle_timeout = 30, .fileca_watch = 1,
+        .idle_timeout = 30, .read_header_timeout = 10, .read_body_timeout = 30,
+        .fileca_watch = 1,
         .jwks_ttl = 600, .jwks_max_stale = 86400,
     };
     struct flag flags[] = {
@@ -239,6 +241,12 @@ int serve_main(int argc, char **argv)
          "largest request body accepted (default 4194304)", 0},
         {"idle-connection-timeout", NULL, FLAG_SECONDS, &f.idle_timeout,
          "read, write and keep-alive idle timeout (default 30s)", 0},
+        {"read-header-timeout", NULL, FLAG_SECONDS, &f.read_header_timeout,
+         "a request's line and headers must arrive within this from its first byte, however "
+         "slowly they trickle; else the connection is closed (default 10s)", 0},
+        {"read-body-timeout", NULL, FLAG_SECONDS, &f.read_body_timeout,
+         "a request's body must arrive within this from the end of its headers; else the "
+         "connection is closed (default 30s)", 0},
         {"log-level", NULL, FLAG_STRING, &f.log_level, "debug | info | warn | error (default info)", 0},
         {"jwks-ttl", NULL, FLAG_SECONDS, &f.jwks_ttl,
          "how long an issuer's fetched keys are fresh; older keys still serve while a refresh runs "
@@ -311,6 +319,13 @@ int serve_main(int argc, char **argv)
                        "reject them");
     if (f.port < 0 || f.port > 65535 || f.max_body <= 0 || f.workers < 0 || f.workers > 256) {
         log_error("serve", "invalid --port, --workers or --max-request-body-bytes");
+        return 2;
+    }
+    if (f.read_header_timeout < 1 || f.read_header_timeout > 3600 || f.read_body_timeout < 1 ||
+        f.read_body_timeout > 3600) {
+        log_error("serve", "invalid --read-header-timeout %lds or --read-body-timeout %lds: need "
+                           "1s..1h",
+                  f.read_header_timeout, f.read_body_timeout);
         return 2;
     }
     if (f.jwks_ttl < 1 || f.jwks_ttl > 7 * 86400 || f.jwks_max_stale < f.jwks_ttl ||
@@ -411,6 +426,8 @@ int serve_main(int argc, char **argv)
     http_server_options opts = {
         .host = f.host, .port = (int)f.port, .port_file = f.port_file, .workers = (int)f.workers,
         .max_body_bytes = (size_t)f.max_body, .idle_timeout_seconds = (int)f.idle_timeout,
+        .read_header_timeout_seconds = (int)f.read_header_timeout,
+        .read_body_timeout_seconds = (int)f.read_body_timeout,
         .max_connections = (int)ops.max_connections,
     };
     http_server *srv = http_server_new(&opts, api_handle, svc, why, sizeof why);

@@ -32,8 +32,10 @@ static struct {
     char name[32];
     char stdout_path[4096];
     char stderr_path[4096];
+    int valgrind;
 } g_children[H_MAX_CHILDREN];
 static volatile sig_atomic_t g_nchildren;
+static int g_valgrind_errors; /* children under valgrind that exited with 99 */
 
 static const int g_fatal_signals[] = {SIGINT,  SIGTERM, SIGHUP, SIGQUIT, SIGABRT,
                                       SIGSEGV, SIGBUS,  SIGFPE, SIGILL};
@@ -63,6 +65,71 @@ static void sleep_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
     }
+}
+
+/* ---- valgrind, scale ------------------------------------------------------------------- */
+
+int h_valgrind(void)
+{
+    const char *v = getenv("FULCRUM_VALGRIND");
+    return v && strcmp(v, "1") == 0;
+}
+
+int h_slow(void)
+{
+    return h_valgrind() ? 10 : 1;
+}
+
+long h_scaled(long n, long min)
+{
+    const char *v = getenv("FULCRUM_TEST_SCALE");
+    double f = v && *v ? strtod(v, NULL) : 1.0;
+    if (!(f > 0))
+        f = 1.0;
+    long out = (long)(n * f + 0.5);
+    return out < min ? min : out;
+}
+
+/* Under FULCRUM_VALGRIND=1, `FULCRUM_BIN serve ...` and `FULCRUM_BIN ctlog serve ...` become
+ * `valgrind <options> FULCRUM_BIN ...`: a malloc'd argv (the strings are argv's or static)
+ * returned in *out, or NULL in *out when argv runs as is. Returns -1 when valgrind is wanted
+ * but missing. */
+static int valgrind_argv(char *const argv[], char ***out)
+{
+    static char valgrind[4096], supp[4200];
+    *out = NULL;
+    const char *bin = getenv("FULCRUM_BIN");
+    if (!h_valgrind() || !bin || strcmp(argv[0], bin) != 0 || !argv[1])
+        return 0;
+    int serve = strcmp(argv[1], "serve") == 0 ||
+                (strcmp(argv[1], "ctlog") == 0 && argv[2] && strcmp(argv[2], "serve") == 0);
+    if (!serve)
+        return 0;
+    if (!valgrind[0] && h_find_tool("valgrind", valgrind, sizeof valgrind) != 0)
+        return -1;
+    const char *src = getenv("FULCRUM_SOURCE_DIR");
+    if (src && *src)
+        snprintf(supp, sizeof supp, "--suppressions=%s/tests/valgrind.supp", src);
+    static char *const opts[] = {"--error-exitcode=99", "--leak-check=full",
+                                 "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+                                 "--track-fds=no", "--num-callers=30", "-q"};
+    size_t nopts = sizeof opts / sizeof opts[0], argc = 0;
+    while (argv[argc])
+        argc++;
+    char **v = calloc(argc + nopts + 3, sizeof *v);
+    if (!v)
+        return -1;
+    size_t k = 0;
+    v[k++] = valgrind;
+    for (size_t i = 0; i < nopts; i++)
+        v[k++] = opts[i];
+    if (supp[0] && access(supp + strlen("--suppressions="), R_OK) == 0)
+        v[k++] = supp;
+    for (size_t i = 0; i < argc; i++)
+        v[k++] = argv[i];
+    v[k] = NULL;
+    *out = v;
+    return 0;
 }
 
 /* ---- clean-up -------------------------------------------------------------------------- */
@@ -166,13 +233,22 @@ void h_finish(int failed)
         h_proc p;
         memset(&p, 0, sizeof p);
         p.pid = g_children[i].pid;
+        p.valgrind = g_children[i].valgrind;
+        snprintf(p.name, sizeof p.name, "%s", g_children[i].name);
         h_proc_stop(&p, 3000);
     }
-    if (failed)
+    if (g_valgrind_errors)
+        harness_err("%d process(es) under valgrind reported memcheck errors (exit code 99; "
+                    "their stderr follows)", g_valgrind_errors);
+    if (failed || g_valgrind_errors)
         h_dump_logs();
     if (g_tmpdir[0])
         nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     curl_global_cleanup();
+    if (g_valgrind_errors) {
+        fflush(NULL);
+        _exit(1);
+    }
 }
 
 static void at_exit(void)
@@ -314,11 +390,20 @@ static int spawn(h_proc *p, const char *name, char *const argv[])
     snprintf(p->stdout_path, sizeof p->stdout_path, "%s/%s.stdout", g_tmpdir, name);
     snprintf(p->stderr_path, sizeof p->stderr_path, "%s/%s.stderr", g_tmpdir, name);
 
+    char **vg_argv = NULL;
+    if (valgrind_argv(argv, &vg_argv) != 0) {
+        harness_err("FULCRUM_VALGRIND=1 but valgrind is not on PATH");
+        return -1;
+    }
+    if (vg_argv)
+        argv = vg_argv;
+
     pid_t parent = getpid();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         harness_err("fork: %s", strerror(errno));
+        free(vg_argv);
         return -1;
     }
     if (pid == 0) {
@@ -348,9 +433,12 @@ static int spawn(h_proc *p, const char *name, char *const argv[])
         dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    p->valgrind = vg_argv != NULL;
+    free(vg_argv);
     p->pid = pid;
     int i = g_nchildren;
     g_children[i].pid = pid;
+    g_children[i].valgrind = p->valgrind;
     snprintf(g_children[i].name, sizeof g_children[i].name, "%s", p->name);
     memcpy(g_children[i].stdout_path, p->stdout_path, sizeof p->stdout_path);
     memcpy(g_children[i].stderr_path, p->stderr_path, sizeof p->stderr_path);
@@ -374,6 +462,16 @@ static int exit_code_of(int status)
     return -1;
 }
 
+/* A child was reaped: remember memcheck errors of one under valgrind. */
+static void note_exit(const h_proc *p, int status)
+{
+    if (p->valgrind && WIFEXITED(status) && WEXITSTATUS(status) == 99) {
+        g_valgrind_errors++;
+        harness_err("%s: valgrind memcheck errors (exit code 99), see %s", p->name,
+                    p->stderr_path[0] ? p->stderr_path : "its stderr");
+    }
+}
+
 int h_proc_alive(h_proc *p)
 {
     if (p->pid <= 0 || p->exited)
@@ -385,6 +483,7 @@ int h_proc_alive(h_proc *p)
     if (r == p->pid) {
         p->exited = 1;
         p->wait_status = status;
+        note_exit(p, status);
         forget_child(p->pid);
     }
     return 0;
@@ -397,6 +496,7 @@ int h_proc_stop(h_proc *p, int timeout_ms)
     if (p->exited)
         return exit_code_of(p->wait_status);
     kill(p->pid, SIGTERM);
+    timeout_ms *= h_slow();
     long deadline = now_ms() + timeout_ms;
     int status = 0;
     for (;;) {
@@ -420,6 +520,7 @@ int h_proc_stop(h_proc *p, int timeout_ms)
     }
     p->exited = 1;
     p->wait_status = status;
+    note_exit(p, status);
     forget_child(p->pid);
     return exit_code_of(status);
 }
@@ -481,6 +582,7 @@ int h_run(const char *name, char *const argv[], int timeout_ms, char **stderr_te
         *stderr_text = NULL;
     if (spawn(&p, name, argv) != 0)
         return -1;
+    timeout_ms *= h_slow();
     long deadline = now_ms() + timeout_ms;
     while (h_proc_alive(&p)) {
         if (now_ms() > deadline) {
@@ -544,7 +646,7 @@ int h_issuer_start_named(h_issuer *iss, const char *name)
                     port_file,     "--key-dir", key_dir,     NULL};
     if (spawn(&iss->proc, name, argv) != 0)
         return -1;
-    long deadline = now_ms() + H_START_DEADLINE_MS;
+    long deadline = now_ms() + (long)H_START_DEADLINE_MS * h_slow();
     while (!read_ready_line(&iss->proc, &iss->port)) {
         if (!h_proc_alive(&iss->proc)) {
             harness_err("dev issuer exited before it was ready (status %d)",
@@ -627,7 +729,7 @@ int h_issuer_start_opts(h_issuer *iss, const h_issuer_opts *o)
     argv[n] = NULL;
     if (spawn(&iss->proc, name, argv) != 0)
         return -1;
-    long deadline = now_ms() + H_START_DEADLINE_MS;
+    long deadline = now_ms() + (long)H_START_DEADLINE_MS * h_slow();
     while (!read_ready_url(&iss->proc, iss->url, sizeof iss->url, &iss->port)) {
         if (!h_proc_alive(&iss->proc)) {
             harness_err("dev issuer %s exited before it was ready (status %d)", name,
@@ -794,7 +896,7 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
 
     if (spawn(&srv->proc, name, argv) != 0)
         return -1;
-    long deadline = now_ms() + H_START_DEADLINE_MS;
+    long deadline = now_ms() + (long)H_START_DEADLINE_MS * h_slow();
     int listening = 0;
     for (;;) {
         if (!h_proc_alive(&srv->proc)) {
@@ -818,7 +920,7 @@ int h_server_start(h_server *srv, const h_server_opts *opts)
                 return 0;
         }
         if (now_ms() > deadline) {
-            harness_err("%s not ready after %d ms (%s)", name, H_START_DEADLINE_MS,
+            harness_err("%s not ready after %d ms (%s)", name, H_START_DEADLINE_MS * h_slow(),
                         listening ? "no 200 from /healthz" : "no port file");
             h_dump_logs();
             return -1;
@@ -857,7 +959,7 @@ int h_ctlog_start_args(h_ctlog *log, const char *name, const char *roots_pem_pat
     argv[argc] = NULL;
     if (spawn(&log->proc, name, argv) != 0)
         return -1;
-    long deadline = now_ms() + H_START_DEADLINE_MS;
+    long deadline = now_ms() + (long)H_START_DEADLINE_MS * h_slow();
     for (;;) {
         if (!h_proc_alive(&log->proc)) {
             harness_err("%s exited before it was ready (status %d)", name,
@@ -878,7 +980,7 @@ int h_ctlog_start_args(h_ctlog *log, const char *name, const char *roots_pem_pat
                 return 0;
         }
         if (now_ms() > deadline) {
-            harness_err("%s not ready after %d ms", name, H_START_DEADLINE_MS);
+            harness_err("%s not ready after %d ms", name, H_START_DEADLINE_MS * h_slow());
             h_dump_logs();
             return -1;
         }

@@ -13,6 +13,14 @@
  * Environment: FULCRUM_BIN, FULCRUM_DEV_ISSUER_BIN (paths of the two programs),
  * FULCRUM_FIXTURES_DIR (tests/fixtures), FULCRUM_SOURCE_DIR.
  *
+ * FULCRUM_VALGRIND=1 (`make test-valgrind`): every `fulcrum serve` and `fulcrum ctlog serve` the
+ * harness starts (h_server_start, h_ctlog_start*, h_proc_start*, h_run) runs under valgrind
+ * memcheck (`valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+ * --track-fds=no -q`, plus tests/valgrind.supp), so a memcheck error or a definite leak makes its
+ * exit code after SIGTERM 99 instead of 0. Start-up and stop deadlines, and h_http's timeout, are
+ * then multiplied by h_slow(). FULCRUM_TEST_SCALE (default 1) scales heavy tests' request counts
+ * (h_scaled).
+ *
  * Ownership: every function returning a pointer returns memory the caller frees with the named
  * function (free(), h_response_free(), EVP_PKEY_free(), X509_free(), sk_X509_pop_free()).
  * Errors: functions return NULL / -1 and print the reason to stderr prefixed with "harness: ".
@@ -48,6 +56,15 @@ void h_finish(int failed);
  * it is not. */
 const char *h_env(const char *name);
 
+/* 1 when FULCRUM_VALGRIND=1: the server and the CT log run under valgrind memcheck. */
+int h_valgrind(void);
+
+/* Factor for deadlines that a process under valgrind needs: 1, or 10 under valgrind. */
+int h_slow(void);
+
+/* n scaled by $FULCRUM_TEST_SCALE (a positive number, default 1), at least `min`. */
+long h_scaled(long n, long min);
+
 /* ---- child processes ------------------------------------------------------------------- */
 
 typedef struct h_proc {
@@ -57,6 +74,8 @@ typedef struct h_proc {
     char stderr_path[4096]; /* <tmpdir>/<name>.stderr */
     int exited;             /* 1 once reaped */
     int wait_status;        /* raw waitpid status once reaped */
+    int valgrind;           /* runs under valgrind (FULCRUM_VALGRIND=1): exit code 99 = memcheck
+                               errors, which make h_finish() fail the test */
 } h_proc;
 
 /* Sends SIGTERM and waits up to timeout_ms (then SIGKILL). Returns the exit code (0..255), or

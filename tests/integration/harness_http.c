@@ -76,8 +76,8 @@ int h_http(const char *method, const char *url, const char *const *headers, cons
 
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L * h_slow());
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L * h_slow());
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, resp->curl_error);
     if (g_cainfo[0])
