@@ -22,8 +22,9 @@ run: build
 stop:
 	scripts/run-dev stop
 
-# The whole suite: once on the release build, once under ASan+UBSan.
-test: test-release test-asan
+# The whole suite: once on the release build, once under ASan+UBSan; then a short run of every
+# libFuzzer target (clang) and the integration tests under valgrind memcheck.
+test: test-release test-asan test-fuzz test-valgrind
 
 test-release: build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
@@ -57,3 +58,11 @@ install: build
 	install -d $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/fulcrum.service.d
 	install -m 0644 systemd/examples/*.conf $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/
 	install -m 0644 systemd/examples/fulcrum.service.d/*.conf $(DESTDIR)$(PREFIX)/share/doc/fulcrum/examples/fulcrum.service.d/
+
+# libFuzzer targets (tests/fuzz, clang): build them, run each for 20 s on a copy of its seeds.
+BUILD_FUZZ ?= build-fuzz
+.PHONY: test-fuzz
+test-fuzz:
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFULCRUM_FUZZ=ON -DFULCRUM_WERROR=ON
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzz
+	FUZZ_BUILD=$(BUILD_FUZZ) FUZZ_PARALLEL=$(JOBS) tests/fuzz/run.sh 20

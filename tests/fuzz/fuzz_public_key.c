@@ -1,0 +1,80 @@
+/*
+ * fuzz_public_key: publicKey.content and the proof of possession (ca/client_key.h): PEM
+ * "PUBLIC KEY" / "RSA PUBLIC KEY", raw DER SPKI, the key policy, the default hash, the
+ * algorithm allow-list, and the proof verified over the fixed subject FZ_POP_SUBJECT.
+ *
+ * Input: a 2-byte big-endian key length n, n bytes of key, the rest is the proof. When the
+ * length does not fit, the whole input is the key and the proof is empty.
+ */
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <stdint.h>
+
+#include "ca/client_key.h"
+#include "fuzz_common.h"
+
+#define FZ_POP_SUBJECT "fuzz@example.com"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fz_log_init();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *key = data, *sig = NULL;
+    size_t keylen = size, siglen = 0;
+    if (size >= 2) {
+        size_t n = ((size_t)data[0] << 8) | data[1];
+        if (n <= size - 2) {
+            key = data + 2;
+            keylen = n;
+            sig = data + 2 + n;
+            siglen = size - 2 - n;
+        }
+    }
+    char why[512] = "";
+    EVP_PKEY *k = client_key_parse(key, keylen, why, sizeof why);
+    fz_note("key: %s", k ? "parsed" : why);
+    if (!k) {
+        FZ_ASSERT(why[0], "key refused without a reason");
+        return 0;
+    }
+    /* Raw DER: when OpenSSL's own decoder reads the same bytes, it must be the same key
+     * (client_key_parse builds the common keys itself). */
+    const unsigned char *p = key;
+    EVP_PKEY *ref = keylen <= LONG_MAX ? d2i_PUBKEY(NULL, &p, (long)keylen) : NULL;
+    if (ref && p == key + keylen)
+        FZ_ASSERT(EVP_PKEY_eq(k, ref) == 1, "client_key_parse and d2i_PUBKEY disagree");
+    EVP_PKEY_free(ref);
+    ERR_clear_error();
+    char desc[128];
+    client_key_describe(k, desc, sizeof desc);
+    fz_note("%s", desc);
+    if (client_key_policy_check(k, why, sizeof why) != 0) {
+        fz_note("policy: %s", why);
+        FZ_ASSERT(why[0], "policy refusal without a reason");
+        EVP_PKEY_free(k);
+        return 0;
+    }
+    int md = client_key_default_md(k);
+    static const int mds[] = {NID_undef, NID_sha256, NID_sha384, NID_sha512, NID_sha1};
+    for (size_t i = 0; i < sizeof mds / sizeof mds[0]; i++)
+        (void)client_key_hash_allowed(k, mds[i], why, sizeof why);
+    FZ_ASSERT(client_key_hash_allowed(k, md, why, sizeof why) == 0,
+              "the default hash of %s is not allowed: %s", desc, why);
+    /* ca/api_signing.c refuses an empty proof before it gets here. */
+    why[0] = '\0';
+    if (siglen > 0 &&
+        client_key_verify_pop(k, (const unsigned char *)FZ_POP_SUBJECT,
+                              sizeof FZ_POP_SUBJECT - 1, sig, siglen, why, sizeof why) != 0)
+        FZ_ASSERT(why[0], "proof refused without a reason");
+    fz_note("proof: %s", siglen == 0 ? "none" : why[0] ? why : "valid");
+    EVP_PKEY_free(k);
+    return 0;
+}
