@@ -42,15 +42,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_ASSERT(tmpl, "malloc");
     memcpy(tmpl, data, tlen);
     tmpl[tlen] = '\0';
-    json_t *claims = fixed_claims;
-    json_incref(claims);
-    if (nul) {
+    json_t *claims = nul ? json_loadb((const char *)nul + 1, size - tlen - 1, 0, NULL) : NULL;
+    if (!json_is_object(claims)) {
         json_decref(claims);
-        claims = json_loadb((const char *)nul + 1, size - tlen - 1, 0, NULL);
-        if (!claims || !json_is_object(claims)) {
-            json_decref(claims);
-            claims = json_incref(fixed_claims);
-        }
+        claims = json_incref(fixed_claims);
     }
     json_t *td = ci_template_data(claims, defaults);
     FZ_ASSERT(td, "ci_template_data");
