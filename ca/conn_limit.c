@@ -3,6 +3,7 @@
 #include <event2/bufferevent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,9 @@ struct conn_limit_worker {
     int nlisteners;
     int paused;
     int forgotten;
+    _Atomic long mine;      /* this worker's open connections (balance) */
+    _Atomic int balanced_out; /* paused for balance: poke when another worker accepts */
+    metric_series *m_mine;  /* fulcrum_http_worker_connections{worker} */
     conn_limit_conn_fn opened, closed; /* conn_limit_worker_set_observer */
     void *observer_arg;
 };
@@ -91,12 +95,55 @@ long conn_limit_open(const conn_limit *cl)
 }
 
 /* On w's thread: pause or resume its listeners to match the count. */
+/* Balance: a worker with more than BALANCE_SLACK connections above the least loaded other
+ * worker stops accepting, so the connections of a client that opens many at once (a load
+ * balancer, a benchmark) spread over the cores instead of all landing on whichever worker woke
+ * first (libevent's accept loop takes every pending connection). The least loaded worker never
+ * pauses for balance, so someone always accepts. */
+#define BALANCE_SLACK 1
+
+static int over_balance(conn_limit_worker *w)
+{
+    conn_limit *cl = w->cl;
+    long mine = atomic_load(&w->mine), least = -1;
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < cl->nworkers; i++) {
+        conn_limit_worker *o = cl->workers[i];
+        if (o == w)
+            continue;
+        long n = atomic_load(&o->mine);
+        if (least < 0 || n < least)
+            least = n;
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return least >= 0 && mine > least + BALANCE_SLACK;
+}
+
+static void on_sync(evutil_socket_t fd, short what, void *arg);
+
+/* After a worker accepted: the workers paused for balance look again (on their own thread). */
+static void poke_balanced_out(conn_limit_worker *w)
+{
+    conn_limit *cl = w->cl;
+    static const struct timeval now = {0, 0};
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < cl->nworkers; i++) {
+        conn_limit_worker *o = cl->workers[i];
+        if (o != w && atomic_exchange(&o->balanced_out, 0))
+            event_base_once(o->base, -1, EV_TIMEOUT, on_sync, o, &now);
+    }
+    pthread_mutex_unlock(&cl->mu);
+}
+
 static void sync_listeners(conn_limit_worker *w)
 {
     conn_limit *cl = w->cl;
     if (w->forgotten || atomic_load(&cl->shutdown))
         return;
-    int want = cl->max > 0 && atomic_load(&cl->open) >= cl->max;
+    int full = cl->max > 0 && atomic_load(&cl->open) >= cl->max;
+    int balance = !full && over_balance(w);
+    atomic_store(&w->balanced_out, balance);
+    int want = full || balance;
     if (want == w->paused)
         return;
     for (int i = 0; i < w->nlisteners; i++) {
@@ -132,8 +179,11 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
     if (w->closed)
         w->closed(evcon, w->observer_arg);
     long n = atomic_fetch_sub(&cl->open, 1) - 1;
+    metric_set(w->m_mine, (double)(atomic_fetch_sub(&w->mine, 1) - 1));
     if (cl->max > 0 && n < cl->max && atomic_exchange(&cl->paused, 0))
         broadcast(cl);
+    else if (w->paused)
+        sync_listeners(w);
 }
 
 /* Top priority, right after the accept callback: every new connection gets its close callback
@@ -149,6 +199,7 @@ static void on_finalize(evutil_socket_t fd, short what, void *arg)
         struct evhttp_connection *evcon = cbarg;
         if (!evcon) { /* never set up by evhttp: not counted as open any more */
             atomic_fetch_sub(&w->cl->open, 1);
+            metric_set(w->m_mine, (double)(atomic_fetch_sub(&w->mine, 1) - 1));
             continue;
         }
         evhttp_connection_set_closecb(evcon, on_close, w);
@@ -178,6 +229,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
         w->cap = cap;
     }
     long n = atomic_fetch_add(&cl->open, 1) + 1;
+    metric_set(w->m_mine, (double)(atomic_fetch_add(&w->mine, 1) + 1));
     w->pending[w->npending].bev = bev;
     w->pending[w->npending].drop = cl->max > 0 && n > cl->max;
     w->npending++;
@@ -191,7 +243,10 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
                      cl->max);
             broadcast(cl);
         }
+    } else if (over_balance(w)) {
+        sync_listeners(w); /* stops this worker's accept loop at once */
     }
+    poke_balanced_out(w);
     return bev;
 }
 
@@ -223,8 +278,17 @@ conn_limit_worker *conn_limit_worker_new(conn_limit *cl, struct event_base *base
         cl->workers = ws;
         cl->cap = cap;
     }
+    char id[24];
+    snprintf(id, sizeof id, "%zu", cl->nworkers);
     cl->workers[cl->nworkers++] = w;
     pthread_mutex_unlock(&cl->mu);
+    static const char *const labels[] = {"worker", NULL};
+    w->m_mine = metric_get1(metrics_gauge("fulcrum_http_worker_connections",
+                                          "Connections open on each HTTP worker thread (accepting "
+                                          "keeps them within one of each other)",
+                                          labels),
+                            id);
+    metric_set(w->m_mine, 0);
     evhttp_set_bevcb(http, on_new_connection, w);
     return w;
 }

@@ -15,7 +15,14 @@
  * (found as the bufferevent's callback argument), which counts the close. Listeners are paused
  * and resumed on their own worker's thread.
  *
- * Metrics: fulcrum_http_connections_open (gauge), fulcrum_http_connections_max (gauge, 0 = no
+ * Balance: a worker holding more than one connection above the least loaded other worker stops
+ * accepting until that is no longer so (libevent's accept loop would otherwise let whichever
+ * worker woke first take every pending connection, and a client that opens its connections at
+ * once, a load balancer or a benchmark, would load one core). The least loaded worker always
+ * accepts.
+ *
+ * Metrics: fulcrum_http_connections_open (gauge), fulcrum_http_worker_connections{worker}
+ * (gauge), fulcrum_http_connections_max (gauge, 0 = no
  * limit), fulcrum_http_connections_limit_reached_total (times accepting paused),
  * fulcrum_http_connections_over_limit_total.
  *

@@ -274,7 +274,7 @@ static int find_existing(ct_log *log, const unsigned char dedup[32], unsigned ch
 
 static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, unsigned char **early, size_t *early_len,
-               char *why, size_t whylen)
+               unsigned char *early_hash, char *why, size_t whylen)
 {
     ctlog_entry e;
     if (ctlog_chain_check_ex(log->store, flags, chain, &e, why, whylen) != 0)
@@ -313,6 +313,7 @@ static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_
         if (early) {
             *early = copy;
             *early_len = sct_len;
+            memcpy(early_hash, leaf_hash, 32);
         }
         rc = 0;
         goto done;
@@ -335,23 +336,28 @@ done:
 int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
-    return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, NULL, NULL, why,
-               whylen);
+    return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, NULL, NULL, NULL,
+               why, whylen);
 }
 
 int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                            ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
-    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, NULL, NULL, why,
-               whylen);
+    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, NULL, NULL, NULL,
+               why, whylen);
 }
 
 int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                                ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
-                               char *why, size_t whylen)
+                               unsigned char leaf_hash[32], char *why, size_t whylen)
 {
     *sct = NULL;
     *sct_len = 0;
     return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, sct, sct_len,
-               why, whylen);
+               leaf_hash, why, whylen);
+}
+
+int ct_log_key_in_process(const ct_log *log)
+{
+    return log && ctlog_key_in_process(log->key);
 }

@@ -82,10 +82,15 @@ int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base
 /* The same, and on success *sct (malloc'd, the caller frees it) is the SCT the log has signed and
  * will answer with once the entry is durable: known before the commit, so that the CA can make
  * its own records durable at the same time. (Should the writer find the entry already logged it
- * answers with the original SCT instead: compare.) */
+ * answers with the original SCT instead: compare.) leaf_hash receives the Merkle leaf hash of
+ * that entry, SHA-256(0x00 || the bytes the SCT signs), for ct_sct_verify_own. */
 int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                                ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
-                               char *why, size_t whylen);
+                               unsigned char leaf_hash[32], char *why, size_t whylen);
+
+/* 1 when the log's key is held in this process (a key file OpenSSL signs with), 0 for a key in
+ * an HSM: an SCT signed in process need not be verified against the log's own public key. */
+int ct_log_key_in_process(const ct_log *log);
 
 /* Serves the RFC 6962 API: `subpath` is what follows "/ct/v1/" (e.g. "get-sth", without the
  * query). Answers the request (exactly once, possibly later from `base`) and returns 1, or

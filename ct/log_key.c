@@ -287,6 +287,11 @@ int ctlog_ds_verify(EVP_PKEY *pub, const unsigned char *msg, size_t len,
     return ok;
 }
 
+int ctlog_key_in_process(const ctlog_key *k)
+{
+    return k && (!k->ext || k->ext->ops->in_process);
+}
+
 int ctlog_key_sign(ctlog_key *k, const unsigned char *msg, size_t len, int verify,
                    unsigned char *out, size_t *outlen, char *why, size_t whylen)
 {

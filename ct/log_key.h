@@ -32,6 +32,8 @@ void ctlog_key_free(ctlog_key *k);
 
 EVP_PKEY *ctlog_key_public(const ctlog_key *k);
 const unsigned char *ctlog_key_id(const ctlog_key *k); /* SHA-256 of the DER SPKI */
+/* 1: the private key is in this process (a key file, or an in-process signer); 0: an HSM. */
+int ctlog_key_in_process(const ctlog_key *k);
 
 /* Writes DigitallySigned(sha256, ecdsa, ECDSA-Sig-Value over msg) to out (CTLOG_DS_MAX bytes).
  * verify = 1 also checks the signature with the public key. Returns 0 or -1 with a reason. */

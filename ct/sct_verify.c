@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/ct.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -209,9 +210,11 @@ static unsigned char *entry_tbs(X509 *cert, int poisoned, size_t *len)
 }
 
 /* RFC 6962 §3.2: the digitally-signed struct of a precert_entry SCT, checked with the log's key
- * (already decoded, kept by the verifier): 1 valid, 0 invalid, -1 out of memory. */
+ * (already decoded, kept by the verifier), or, with leaf_hash, compared with the bytes the log
+ * signed (ct_sct_verify_own): 1 valid, 0 invalid, -1 out of memory. */
 static int signature_valid(const ct_sct_verifier *v, const SCT *s, X509 *issuer,
-                           const unsigned char *tbs, size_t tbs_len)
+                           const unsigned char *tbs, size_t tbs_len,
+                           const unsigned char *leaf_hash)
 {
     unsigned char ikh[32], *spki = NULL, *sig = NULL;
     unsigned int mdlen = 0;
@@ -232,9 +235,13 @@ static int signature_valid(const ct_sct_verifier *v, const SCT *s, X509 *issuer,
     if (tbs_len >= (1u << 24) || ext_len >= (1u << 16))
         return 0;
     size_t len = 1 + 1 + 8 + 2 + 32 + 3 + tbs_len + 2 + ext_len;
-    unsigned char *m = malloc(len), *p = m;
-    if (!m)
+    /* One byte before the struct for the Merkle leaf prefix 0x00: the struct's first two bytes
+     * (sct_version v1, certificate_timestamp) are the MerkleTreeLeaf's (v1, timestamped_entry),
+     * so the log's leaf input and this signature input are the same bytes. */
+    unsigned char *buf = malloc(1 + len), *m = buf + 1, *p = m;
+    if (!buf)
         return -1;
+    buf[0] = 0;
     uint64_t ts = SCT_get_timestamp(s);
     *p++ = 0; /* sct_version v1 */
     *p++ = 0; /* signature_type certificate_timestamp */
@@ -253,17 +260,26 @@ static int signature_valid(const ct_sct_verifier *v, const SCT *s, X509 *issuer,
     *p++ = (unsigned char)ext_len;
     if (ext_len)
         memcpy(p, ext, ext_len);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int r = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, v->key) == 1 &&
+    int r;
+    if (leaf_hash) {
+        unsigned char h[32];
+        mdlen = 0;
+        r = EVP_Digest(buf, 1 + len, h, &mdlen, EVP_sha256(), NULL) && mdlen == 32 &&
+            CRYPTO_memcmp(h, leaf_hash, 32) == 0;
+    } else {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        r = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, v->key) == 1 &&
             EVP_DigestVerify(md, sig, sig_len, m, len) == 1;
-    EVP_MD_CTX_free(md);
-    free(m);
+        EVP_MD_CTX_free(md);
+    }
+    free(buf);
     ERR_clear_error();
     return r ? 1 : 0;
 }
 
-int ct_sct_verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len, X509 *cert,
-                  X509 *issuer, uint64_t now_ms, char *why, size_t whylen)
+static int verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len, X509 *cert,
+                  X509 *issuer, uint64_t now_ms, const unsigned char *leaf_hash, char *why,
+                  size_t whylen)
 {
     if (!v || !sct || !sct_len || !cert || !issuer) {
         set_why(why, whylen, "SCT check: missing input");
@@ -311,9 +327,12 @@ int ct_sct_verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct
      * and re-decodes the log's and the issuer's keys and parses the certificate again at every
      * call) and is only the fallback, for shapes the DER way refuses. */
     if (!(poisoned && listed) && (tbs = entry_tbs(cert, poisoned, &tbs_len)) != NULL) {
-        int r = signature_valid(v, s, issuer, tbs, tbs_len);
+        int r = signature_valid(v, s, issuer, tbs, tbs_len, leaf_hash);
         if (r == 1)
             rc = 0;
+        else if (r == 0 && leaf_hash)
+            set_why(why, whylen, "SCT check: the SCT is invalid: the log signed other bytes than "
+                                 "this certificate and issuer make");
         else if (r == 0)
             set_why(why, whylen, "SCT check: the SCT is invalid: its signature does not verify "
                                  "with the log's key over this certificate and issuer");
@@ -344,4 +363,21 @@ done:
     CT_POLICY_EVAL_CTX_free(ctx);
     SCT_free(s);
     return rc;
+}
+
+int ct_sct_verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len, X509 *cert,
+                  X509 *issuer, uint64_t now_ms, char *why, size_t whylen)
+{
+    return verify(v, sct, sct_len, cert, issuer, now_ms, NULL, why, whylen);
+}
+
+int ct_sct_verify_own(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len,
+                      X509 *cert, X509 *issuer, uint64_t now_ms, const unsigned char leaf_hash[32],
+                      char *why, size_t whylen)
+{
+    if (!leaf_hash) {
+        set_why(why, whylen, "SCT check: missing input");
+        return -1;
+    }
+    return verify(v, sct, sct_len, cert, issuer, now_ms, leaf_hash, why, whylen);
 }

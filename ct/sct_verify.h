@@ -42,6 +42,16 @@ const unsigned char *ct_sct_verifier_log_id(const ct_sct_verifier *v);
 int ct_sct_verify(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len, X509 *cert,
                   X509 *issuer, uint64_t now_ms, char *why, size_t whylen);
 
+/* ct_sct_verify for an SCT that this process's own log signed with a key held in this process
+ * (ct_log_key_in_process): every check but the signature arithmetic, which gives way to comparing
+ * the signed bytes rebuilt here from cert and issuer with what the log signed, by its Merkle leaf
+ * hash (leaf_hash = SHA-256(0x00 || the signed bytes), from ct_log_add_own_precert_sct). A
+ * signature made in process by OpenSSL is not checked again (as hsm/signer.h's in_process); what
+ * the check is for, that this certificate and issuer are what was logged and signed, still is. */
+int ct_sct_verify_own(const ct_sct_verifier *v, const unsigned char *sct, size_t sct_len,
+                      X509 *cert, X509 *issuer, uint64_t now_ms, const unsigned char leaf_hash[32],
+                      char *why, size_t whylen);
+
 /* Milliseconds since the Unix epoch (wall clock). */
 uint64_t ct_now_ms(void);
 

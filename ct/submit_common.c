@@ -81,8 +81,13 @@ void ct_submission_finish(struct ct_submission *sub, const unsigned char *sct, s
     if (!fail) {
         X509 *cert = sk_X509_value(sub->chain, 0), *issuer = sk_X509_value(sub->chain, 1);
         char r[CT_ERR_MAX - 64] = "";
-        if (ct_sct_verify(sub->s->verifier, sct, sct_len, cert, issuer, ct_now_ms(), r,
-                          sizeof r) != 0) {
+        /* The log's own early SCT, signed in process: rebuilt and compared, not re-verified. */
+        int own = sub->early_own && sub->early_own_len == sct_len &&
+                  memcmp(sub->early_own_sct, sct, sct_len) == 0;
+        if ((own ? ct_sct_verify_own(sub->s->verifier, sct, sct_len, cert, issuer, ct_now_ms(),
+                                     sub->early_leaf_hash, r, sizeof r)
+                 : ct_sct_verify(sub->s->verifier, sct, sct_len, cert, issuer, ct_now_ms(), r,
+                                 sizeof r)) != 0) {
             snprintf(why, sizeof why, "the log's SCT does not verify: %s", r);
             fail = why;
         }

@@ -30,6 +30,12 @@ struct ct_submission {
      * malloc'd, handed to ct_submit_precert_early's caller right after submit returns. */
     unsigned char *early_sct;
     size_t early_sct_len;
+    /* Set with early_sct when the log's key is in this process: that SCT and its entry's Merkle
+     * leaf hash. Delivered with that same SCT, it is checked by ct_sct_verify_own. */
+    int early_own;
+    size_t early_own_len;
+    unsigned char early_own_sct[256];
+    unsigned char early_leaf_hash[32];
 };
 
 struct ct_submitter_ops {

@@ -249,6 +249,54 @@ static void test_max_connections(void)
     CHECK(h_proc_stop(&srv.proc, 20000) == 0, "clean stop");
 }
 
+/* Connections opened all at once are spread over the workers (ca/conn_limit.h, balance), not
+ * all taken by whichever worker woke first; each is served. */
+static void test_balance(void)
+{
+    enum { N = 16 };
+    h_server srv;
+    int mport;
+    const char *more[] = {"--workers", "2", NULL};
+    if (start(&srv, "balance", &mport, NULL, more) != 0) {
+        CHECK(0, "server with 2 workers starts");
+        return;
+    }
+    int fds[N], ok = 1;
+    for (int i = 0; i < N; i++)
+        ok &= (fds[i] = connect_to(srv.port)) >= 0;
+    CHECK(ok, "%d connections opened at once", N);
+    int served = 0;
+    for (int i = 0; i < N; i++)
+        served += fds[i] >= 0 && send_get(fds[i]) == 0 && wait_answer(fds[i], 5000);
+    CHECK(served == N, "each is served (%d of %d)", served, N);
+    CHECK(wait_open(mport, N, 3000) == N, "%d open", N);
+    double w0 = hops_metric(mport, "fulcrum_http_worker_connections{worker=\"0\"}");
+    double w1 = hops_metric(mport, "fulcrum_http_worker_connections{worker=\"1\"}");
+    CHECK(w0 + w1 == N && w0 >= N / 2 - 1 && w1 >= N / 2 - 1,
+          "spread over both workers within one of each other: %.0f and %.0f", w0, w1);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CHECK(wait_open(mport, 0, 5000) == 0, "0 open after closing all");
+    CHECK(hops_metric(mport, "fulcrum_http_worker_connections{worker=\"0\"}") == 0 &&
+              hops_metric(mport, "fulcrum_http_worker_connections{worker=\"1\"}") == 0,
+          "each worker's gauge back to 0");
+    /* Both accept again: a second wave spreads too. */
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_to(srv.port);
+    served = 0;
+    for (int i = 0; i < N; i++)
+        served += fds[i] >= 0 && send_get(fds[i]) == 0 && wait_answer(fds[i], 5000);
+    w0 = hops_metric(mport, "fulcrum_http_worker_connections{worker=\"0\"}");
+    w1 = hops_metric(mport, "fulcrum_http_worker_connections{worker=\"1\"}");
+    CHECK(served == N && w0 + w1 == N && w0 >= N / 2 - 1 && w1 >= N / 2 - 1,
+          "a second wave is served and spread too: %.0f and %.0f", w0, w1);
+    for (int i = 0; i < N; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    CHECK(h_proc_stop(&srv.proc, 20000) == 0, "clean stop");
+}
+
 /* ---- readiness --------------------------------------------------------------------------- */
 
 static void test_readyz(void)
@@ -301,6 +349,7 @@ int main(void)
     test_identity_limit();
     test_issuer_limit();
     test_max_connections();
+    test_balance();
     test_readyz();
     EVP_PKEY_free(g_client);
     h_finish(check_failed);

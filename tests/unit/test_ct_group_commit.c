@@ -15,6 +15,7 @@
 #include "common/metrics.h"
 #include "ct/ct_log.h"
 #include "ct/log_store.h"
+#include "ct/sct_verify.h"
 #include "unit/check.h"
 #include "unit/ct_testkit.h"
 
@@ -135,10 +136,10 @@ static void own_precert(struct event_base *base, X509 *root, EVP_PKEY *root_key,
         STACK_OF(X509) *chain = chain_of(pre3, root);
         struct result e;
         memset(&e, 0, sizeof e);
-        unsigned char *early = NULL;
+        unsigned char *early = NULL, leaf_hash[32];
         size_t early_len = 0;
         int rc = ct_log_add_own_precert_sct(log, chain, base, on_added, &e, &early, &early_len,
-                                            e.err, sizeof e.err);
+                                            leaf_hash, e.err, sizeof e.err);
         CHECK(rc == 0 && early && early_len > 0, "early SCT: given at submission: %s", e.err);
         CHECK(e.sct_len == 0, "early SCT: the entry is not answered before its commit");
         CHECK(wait_results(base, &e, 1, 10) && e.sct_len == early_len &&
@@ -146,6 +147,25 @@ static void own_precert(struct event_base *base, X509 *root, EVP_PKEY *root_key,
               "early SCT: the SCT delivered after the commit is the same");
         CHECK(ctk_sct_valid(early, early_len, 1, pre3, root, pub, tmpdir),
               "early SCT: OpenSSL SCT_validate says it is valid");
+        /* The leaf hash handed out with it: what ct_sct_verify_own compares the rebuilt signed
+         * bytes with (the log's key is a file key here, so in process). */
+        char why[768] = "";
+        ct_sct_verifier *v = ct_sct_verifier_new(pub, why, sizeof why);
+        CHECK(ct_log_key_in_process(log) == 1, "a file key is in process");
+        CHECK(v && ct_sct_verify_own(v, early, early_len, pre3, root, ct_now_ms(), leaf_hash, why,
+                                     sizeof why) == 0,
+              "early SCT: the leaf hash matches the bytes rebuilt from the precert: %s", why);
+        leaf_hash[7] ^= 1;
+        CHECK(v && ct_sct_verify_own(v, early, early_len, pre3, root, ct_now_ms(), leaf_hash, why,
+                                     sizeof why) != 0 &&
+                  strstr(why, "the log signed other bytes"),
+              "early SCT: another leaf hash is refused: %s", why);
+        leaf_hash[7] ^= 1;
+        CHECK(v && ct_sct_verify_own(v, early, early_len, pre2, root, ct_now_ms(), leaf_hash, why,
+                                     sizeof why) != 0 &&
+                  strstr(why, "the log signed other bytes"),
+              "early SCT: another precertificate is refused: %s", why);
+        ct_sct_verifier_free(v);
         free(early);
         sk_X509_free(chain);
         X509_free(pre3);
