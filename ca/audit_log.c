@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -37,6 +38,9 @@ struct audit_log {
     pthread_cond_t cond;
     struct pending *head, *tail;
     int stopping;
+    int window_ms;                /* audit_log_set_window */
+    struct timespec first_at;     /* monotonic: when head was queued */
+    struct timespec last_sync_at; /* monotonic: when the last batch was synced */
     audit_log_stats stats;
     metric_series *m_records, *m_failures, *m_sync, *m_batch;
 };
@@ -192,6 +196,31 @@ static int write_batch(int fd, struct pending *batch)
     return 0;
 }
 
+static struct timespec ts_add_ms(struct timespec t, int ms)
+{
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static int ts_before(struct timespec a, struct timespec b)
+{
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+void audit_log_set_window(audit_log *a, int window_ms)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->window_ms = window_ms > 0 ? window_ms : 0;
+    pthread_mutex_unlock(&a->mu);
+}
+
 static void *writer_main(void *arg)
 {
     audit_log *a = arg;
@@ -201,6 +230,13 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&a->cond, &a->mu);
         if (!a->head && a->stopping)
             break;
+        /* Under load (the first record came within the window after the last sync), gather
+         * until the window closes; appends after the first do not wake this thread. */
+        if (a->window_ms > 0 && ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
+            struct timespec until = ts_add_ms(a->first_at, a->window_ms);
+            while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->mu, &until) == 0)
+                ;
+        }
         struct pending *batch = a->head;
         a->head = a->tail = NULL;
         pthread_mutex_unlock(&a->mu);
@@ -234,6 +270,7 @@ static void *writer_main(void *arg)
         }
 
         pthread_mutex_lock(&a->mu);
+        clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
         if (ok) {
             a->stats.records += n;
             a->stats.batches++;
@@ -271,7 +308,11 @@ audit_log *audit_log_open(const char *path, char *why, size_t whylen)
     }
     snprintf(a->path, sizeof a->path, "%s", path);
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->cond, &ca);
+    pthread_condattr_destroy(&ca);
     struct stat st;
     int existed = stat(path, &st) == 0;
     a->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -347,12 +388,14 @@ int audit_log_append(audit_log *a, const char *line, struct event_base *base, au
         snprintf(why, whylen, "the audit log is closing");
         return -1;
     }
-    if (a->tail)
+    if (a->tail) {
         a->tail->next = p;
-    else
+    } else {
         a->head = p;
+        clock_gettime(CLOCK_MONOTONIC, &a->first_at);
+        pthread_cond_signal(&a->cond); /* the writer waits for a first record only */
+    }
     a->tail = p;
-    pthread_cond_signal(&a->cond);
     pthread_mutex_unlock(&a->mu);
     return 0;
 }

@@ -41,6 +41,12 @@ typedef struct audit_log audit_log;
  * starts the writer thread. NULL with why on failure. */
 audit_log *audit_log_open(const char *path, char *why, size_t whylen);
 
+/* Group commit window under load, in ms (0, the default, = none): a batch whose first record came
+ * less than window_ms after the previous sync ended (or during it) waits until window_ms after
+ * that record, so more records share one fdatasync; a record to an idle log is synced at once.
+ * Call before the first append. */
+void audit_log_set_window(audit_log *a, int window_ms);
+
 /* Runs once per record: ok = 1 when the record is durable, 0 when it could not be written. */
 typedef void (*audit_done_cb)(void *arg, int ok);
 

@@ -403,6 +403,7 @@ int serve_main(int argc, char **argv)
             .public_key_path = f.ct_log_public_key_path, .tls_ca_file = f.ct_log_tls_ca_cert,
             .timeout_ms = f.ct_log_timeout * 1000, .key_signer = ct_key,
             .key_path = f.ct_log_key_path, .key_passwd_file = f.ct_log_key_passwd_file,
+            .batch_ms = (int)ops.group_commit_ms,
         };
         if (service_enable_ct(svc, &cto, why, sizeof why) != 0) {
             log_error("ct", "%s", why);

@@ -34,6 +34,10 @@ int serve_ops_check(const serve_ops_flags *f)
                   f->max_connections);
         return -1;
     }
+    if (f->group_commit_ms < 0 || f->group_commit_ms > 100) {
+        log_error("serve", "--group-commit-ms %ld: need 0 (none) .. 100", f->group_commit_ms);
+        return -1;
+    }
     if (rate_limit_parse(f->rate_limit_identity, &s, why, sizeof why) != 0) {
         log_error("serve", "--rate-limit-identity: %s", why);
         return -1;
@@ -63,6 +67,7 @@ static int open_audit(serve_ops *ops, const serve_ops_flags *f, const char *stat
         log_error("audit", "%s", why);
         return -1;
     }
+    audit_log_set_window(ops->audit, (int)f->group_commit_ms);
     ops->svc->audit = ops->audit;
     log_info("audit", "audit log: %s (one JSON line per certificate, synced before the answer)",
              path);

@@ -17,6 +17,8 @@
  *                           requests get 429, code 8, Retry-After.
  *   --max-connections N     open API connections at most (default 0 = no limit; see
  *                           ca/conn_limit.h: further clients wait in the backlog).
+ *   --group-commit-ms N     group-commit window under load of the audit log and the embedded
+ *                           CT log (ca/audit_log.h, ct/log_writer.c; default 2, 0 = none).
  */
 #ifndef FULCRUM_CA_SERVE_OPS_H
 #define FULCRUM_CA_SERVE_OPS_H
@@ -32,12 +34,14 @@ typedef struct serve_ops_flags {
     const char *rate_limit_identity;
     const char *rate_limit_issuer;
     long max_connections;
+    long group_commit_ms;
 } serve_ops_flags;
 
 #define SERVE_OPS_FLAGS_INIT                                                                    \
     {                                                                                          \
         .metrics_port = 2112, .metrics_port_file = NULL, .audit_log = NULL,                    \
         .rate_limit_identity = "off", .rate_limit_issuer = "off", .max_connections = 0,        \
+        .group_commit_ms = 2,                                                                  \
     }
 
 /* The flag table entries (common/flags.h) of serve_ops_flags `o`. */
@@ -57,7 +61,11 @@ typedef struct serve_ops_flags {
      "certificates per OIDC issuer: N/s, N/m or N/h, e.g. 1000/s (default off)", 0},           \
     {"max-connections", NULL, FLAG_INT, &(o).max_connections,                                  \
      "open API connections at most; more clients wait until one closes (default 0 = no "       \
-     "limit)", 0}
+     "limit)", 0},                                                                             \
+    {"group-commit-ms", NULL, FLAG_INT, &(o).group_commit_ms,                                  \
+     "under load, the audit log and the embedded CT log gather what arrives within this many " \
+     "ms into one fdatasync (an idle log syncs at once); 0 = sync whatever queued (default 2)",\
+     0}
 
 /* Checks the values (logged; start-up should exit 2 on failure). Returns 0 or -1. */
 int serve_ops_check(const serve_ops_flags *f);

@@ -239,7 +239,8 @@ static int enable_embedded(service *svc, const service_ct_options *o, char *why,
         return -1;
     }
     ct_log_options lo = {.state_dir = dir, .roots = roots, .key_signer = o->key_signer,
-                         .key_path = o->key_path, .key_passwd_file = o->key_passwd_file};
+                         .key_path = o->key_path, .key_passwd_file = o->key_passwd_file,
+                         .batch_ms = o->batch_ms};
     char r[768] = "";
     ct_log *log = ct_log_open(&lo, r, sizeof r);
     sk_X509_free(roots); /* ct_log_open copies the roots */

@@ -89,6 +89,7 @@ typedef struct service_ct_options {
     const char *key_path;        /* embedded, without key_signer: the log's PEM private key file
                                     (NULL or "" = <state_dir>/ctlog/private.pem) */
     const char *key_passwd_file; /* embedded: file holding key_path's password, or NULL */
+    int batch_ms;                /* embedded: group-commit window under load (ct_log_options) */
 } service_ct_options;
 
 /* Opens the embedded log (accepting the CA's root) or sets up the external log's submitter,

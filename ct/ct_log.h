@@ -43,8 +43,9 @@ typedef struct ct_log_options {
                                     ctlog/private.pem; the file must exist */
     const char *key_passwd_file; /* optional: file holding key_path's password */
     STACK_OF(X509) *roots;       /* accepted roots (copied) */
-    int batch_ms;                /* extra group-commit window in ms; default 0 = none: the
-                                    writer commits whatever queued while it was busy */
+    int batch_ms;                /* group-commit window under load in ms (log_writer.c); default
+                                    0 = none: the writer commits whatever queued while it was
+                                    busy */
     int sth_interval_ms;         /* max delay before a new STH covers new entries; default 250 */
     int max_get_entries;         /* most entries one get-entries answers; default 1000 */
 } ct_log_options;

@@ -141,8 +141,9 @@ static int serve(int argc, char **argv)
          "PEM file of the accepted roots (required)", 0},
         {"workers", NULL, FLAG_INT, &f.workers, "HTTP worker threads (default: one per core)", 0},
         {"batch-ms", NULL, FLAG_INT, &f.batch_ms,
-         "extra group-commit window in milliseconds (default 0: commit as soon as the writer "
-         "is free; what arrives meanwhile forms the next batch)", 0},
+         "group-commit window under load in milliseconds: a batch that follows a commit within "
+         "it gathers until this long after its first submission (an idle log commits at once; "
+         "default 0: commit as soon as the writer is free)", 0},
         {"sth-interval-ms", NULL, FLAG_INT, &f.sth_interval_ms,
          "longest delay before a new STH covers new entries, in milliseconds (default 250)", 0},
         {"max-get-entries", NULL, FLAG_INT, &f.max_get_entries,

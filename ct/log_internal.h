@@ -52,6 +52,7 @@ struct ct_log {
     struct ctlog_pending *q_head, *q_tail;
     size_t q_len;
     uint64_t q_first_ms; /* monotonic ms when the queue last became non-empty */
+    uint64_t last_commit_ms; /* monotonic ms when the writer last finished a batch */
     int stopping;
     merkle_frontier frontier;
     uint64_t next_sth_ms; /* monotonic ms before which no new STH is signed */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ca/audit_log.h"
@@ -110,6 +111,64 @@ static void test_basic(void)
     char why3[256] = "";
     CHECK(audit_log_append(NULL, "x", NULL, basic_cb, &b2, why3, sizeof why3) == -1,
           "append on no log fails");
+}
+
+/* ---- group-commit window ---- */
+
+static long ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* audit_log_set_window: a record to an idle log is synced at once; records that follow a sync
+ * within the window wait for it to close and share one sync. */
+static void test_window(void)
+{
+    enum { WINDOW_MS = 500 };
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/window.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open: %s", why);
+    if (!a)
+        return;
+    audit_log_set_window(a, WINDOW_MS);
+    struct basic b1 = {.path = path}, b2 = {.path = path}, b3 = {.path = path},
+                 b4 = {.path = path};
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"w\":1}", NULL, basic_cb, &b1, why, sizeof why);
+    wait_for(&b1.done, 1);
+    long idle_ms = ms_since(&t0);
+    CHECK(atomic_load(&b1.ok) == 1 && idle_ms < WINDOW_MS - 100,
+          "a record to an idle log is synced at once (%ld ms, window %d ms)", idle_ms, WINDOW_MS);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"w\":2}", NULL, basic_cb, &b2, why, sizeof why);
+    usleep(50000);
+    CHECK(atomic_load(&b2.done) == 0, "a record right after a sync waits for the window");
+    audit_log_append(a, "{\"w\":3}", NULL, basic_cb, &b3, why, sizeof why);
+    wait_for(&b2.done, 1);
+    wait_for(&b3.done, 1);
+    long busy_ms = ms_since(&t0);
+    audit_log_stats st;
+    audit_log_get_stats(a, &st);
+    CHECK(atomic_load(&b2.ok) == 1 && atomic_load(&b3.ok) == 1 && busy_ms >= WINDOW_MS - 60,
+          "both synced once the window closed (%ld ms)", busy_ms);
+    CHECK(st.records == 3 && st.batches == 2, "the two shared one sync: %lu records in %lu",
+          st.records, st.batches);
+    usleep((WINDOW_MS + 200) * 1000);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"w\":4}", NULL, basic_cb, &b4, why, sizeof why);
+    wait_for(&b4.done, 1);
+    idle_ms = ms_since(&t0);
+    audit_log_get_stats(a, &st);
+    CHECK(atomic_load(&b4.ok) == 1 && idle_ms < WINDOW_MS - 100 && st.batches == 3,
+          "idle again: synced at once (%ld ms)", idle_ms);
+    audit_log_close(a);
+    char *text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"w\":1}\n{\"w\":2}\n{\"w\":3}\n{\"w\":4}\n", "file content");
+    free(text);
 }
 
 /* ---- concurrency ---- */
@@ -409,6 +468,7 @@ int main(void)
         return 1;
     }
     test_basic();
+    test_window();
     test_concurrent();
     test_event_base();
     test_torn_tail();

@@ -264,7 +264,8 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
-/* A lone submission on an idle log is committed at once; batch_ms = 400 holds it back. */
+/* A lone submission on an idle log is committed at once; batch_ms = 400 holds back one that
+ * follows a commit within the window (log_writer.c: the window applies under load). */
 static void no_timer(struct event_base *base, X509 *root, EVP_PKEY *root_key, EVP_PKEY *key)
 {
     enum { RUNS = 5 };
@@ -289,15 +290,38 @@ static void no_timer(struct event_base *base, X509 *root, EVP_PKEY *root_key, EV
         }
         ct_log_close(log);
     }
-    double min_window = took[1][0];
-    for (int i = 1; i < RUNS; i++)
+    /* took[1][0] came to a fresh log; the others 20 ms after the previous commit (under
+     * load, for a 400 ms window). */
+    double min_window = took[1][1];
+    for (int i = 2; i < RUNS; i++)
         if (took[1][i] < min_window)
             min_window = took[1][i];
     double m0 = median(took[0], RUNS);
     CHECK(m0 < 0.25, "default: a lone submission is answered after one commit, no window "
                      "(median %.1f ms)", m0 * 1000);
-    CHECK(min_window >= 0.39, "batch_ms = 400: a lone submission waits for the window "
-                              "(fastest %.1f ms)", min_window * 1000);
+    CHECK(took[1][0] < 0.25, "batch_ms = 400: the first submission to an idle log is committed "
+                             "at once (%.1f ms)", took[1][0] * 1000);
+    CHECK(min_window >= 0.39, "batch_ms = 400: a submission that follows a commit within the "
+                              "window waits for it (fastest %.1f ms)", min_window * 1000);
+    /* Idle for longer than the window: at once again. */
+    ct_log *log = open_log("window-idle", root, 400);
+    if (!log)
+        return;
+    double idle[2];
+    for (int i = 0; i < 2; i++) {
+        char cn[32];
+        snprintf(cn, sizeof cn, "idle-%d", i);
+        X509 *x = ctk_cert(cn, key, root, root_key, 0, CTK_NO_POISON, 0);
+        struct result r;
+        usleep(600000);
+        double t0 = now_s();
+        CHECK(add(log, base, 0, 0, x, root, &r) == 0, "idle submission: %s", r.err);
+        idle[i] = now_s() - t0;
+        X509_free(x);
+    }
+    ct_log_close(log);
+    CHECK(idle[1] < 0.25, "batch_ms = 400: a submission 600 ms after the last commit is "
+                          "committed at once (%.1f ms)", idle[1] * 1000);
 }
 
 /* The checkpoint is the writer's call, not COMMIT's. */
