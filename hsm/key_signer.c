@@ -12,6 +12,9 @@
 struct key_impl {
     EVP_PKEY *key; /* read-only after construction */
     EVP_MD *md;    /* fetched once; NULL for pure Ed25519 */
+    /* EVP_DigestSignInit done once (with md); each signature starts from a copy, which skips the
+     * init's provider lookups (about 5 us of the 30 of a P-256 signature). Read-only. */
+    EVP_MD_CTX *tmpl;
 };
 
 static enum signer_status key_sign(void *impl, const unsigned char *tbs, size_t tbslen,
@@ -19,7 +22,8 @@ static enum signer_status key_sign(void *impl, const unsigned char *tbs, size_t 
 {
     struct key_impl *k = impl;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestSignInit(ctx, NULL, k->md, NULL, k->key) == 1 &&
+    int ready = ctx && k->tmpl && EVP_MD_CTX_copy_ex(ctx, k->tmpl) == 1;
+    int ok = ctx && (ready || EVP_DigestSignInit(ctx, NULL, k->md, NULL, k->key) == 1) &&
              EVP_DigestSign(ctx, sig, siglen, tbs, tbslen) == 1;
     EVP_MD_CTX_free(ctx);
     if (!ok) {
@@ -38,6 +42,7 @@ static void key_destroy(void *impl)
     struct key_impl *k = impl;
     if (!k)
         return;
+    EVP_MD_CTX_free(k->tmpl);
     EVP_PKEY_free(k->key);
     EVP_MD_free(k->md);
     free(k);
@@ -99,6 +104,12 @@ signer *key_signer_new(const char *kind, EVP_PKEY *key, STACK_OF(X509) *chain, c
     if (s->md_nid != NID_undef && (k->md = EVP_MD_fetch(NULL, OBJ_nid2sn(s->md_nid), NULL)) == NULL) {
         snprintf(why, whylen, "%s: digest %s is not available", kind, OBJ_nid2sn(s->md_nid));
         goto fail;
+    }
+    if (k->md && (!(k->tmpl = EVP_MD_CTX_new()) ||
+                  EVP_DigestSignInit(k->tmpl, NULL, k->md, NULL, k->key) != 1)) {
+        EVP_MD_CTX_free(k->tmpl); /* signing then initialises each time */
+        k->tmpl = NULL;
+        ERR_clear_error();
     }
 
     /* Self-test: one signature through the same path requests take. */
