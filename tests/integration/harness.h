@@ -204,6 +204,14 @@ int h_http(const char *method, const char *url, const char *const *headers, cons
 
 /* Trust this PEM CA file (besides nothing else) for https requests made by h_http from now on;
  * NULL restores libcurl's default CA store. */
+/* A libcurl CURLOPT_WRITEFUNCTION appending to an h_sink (CURLOPT_WRITEDATA): p stays
+ * NUL-terminated; the caller frees p. */
+typedef struct h_sink {
+    char *p;
+    size_t len;
+} h_sink;
+size_t h_curl_sink(char *data, size_t size, size_t nmemb, void *arg);
+
 void h_http_set_cainfo(const char *pem_path);
 
 /* Convenience wrappers. */

@@ -45,6 +45,20 @@ void h_http_set_cainfo(const char *pem_path)
     snprintf(g_cainfo, sizeof g_cainfo, "%s", pem_path ? pem_path : "");
 }
 
+size_t h_curl_sink(char *data, size_t size, size_t nmemb, void *arg)
+{
+    h_sink *s = arg;
+    size_t n = size * nmemb;
+    char *p = realloc(s->p, s->len + n + 1);
+    if (!p)
+        return 0;
+    memcpy(p + s->len, data, n);
+    s->len += n;
+    p[s->len] = '\0';
+    s->p = p;
+    return n;
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
     return growbuf_append(arg, p, size * nmemb) == 0 ? size * nmemb : 0;

@@ -57,25 +57,6 @@ long hload_raise_nofile(long want)
     return (long)rl.rlim_cur;
 }
 
-struct sink {
-    char *p;
-    size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct sink *s = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(s->p, s->len + n + 1);
-    if (!p)
-        return 0;
-    memcpy(p + s->len, data, n);
-    s->len += n;
-    p[s->len] = '\0';
-    s->p = p;
-    return n;
-}
-
 static void record(hload *l, long status, double ms, char *body)
 {
     pthread_mutex_lock(&l->mu);
@@ -124,12 +105,12 @@ static void *client_main(void *arg)
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     while (h && !atomic_load(&l->stop)) {
-        struct sink s = {0};
+        h_sink s = {0};
         curl_easy_setopt(h, CURLOPT_URL, l->o.url);
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, h_curl_sink);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 120000L * h_slow());
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

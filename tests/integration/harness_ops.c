@@ -175,37 +175,18 @@ struct run {
     _Atomic int next;
 };
 
-struct sink {
-    char *p;
-    size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct sink *s = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(s->p, s->len + n + 1);
-    if (!p)
-        return 0;
-    memcpy(p + s->len, data, n);
-    s->len += n;
-    p[s->len] = '\0';
-    s->p = p;
-    return n;
-}
-
 static void *run_main(void *arg)
 {
     struct run *r = arg;
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     for (int i; (i = atomic_fetch_add(&r->next, 1)) < r->n;) {
-        struct sink s = {0};
+        h_sink s = {0};
         curl_easy_setopt(h, CURLOPT_URL, r->url);
         curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->calls[i].body);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, h_curl_sink);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
         curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);

@@ -31,37 +31,18 @@ static EVP_PKEY *g_client;
 
 /* ---- one keep-alive connection ---------------------------------------------------------- */
 
-struct sink {
-    char *p;
-    size_t len;
-};
-
-static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct sink *s = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(s->p, s->len + n + 1);
-    if (!p)
-        return 0;
-    memcpy(p + s->len, data, n);
-    s->len += n;
-    p[s->len] = '\0';
-    s->p = p;
-    return n;
-}
-
 /* POSTs body on the kept connection; *new_conns = connections libcurl had to open for it. */
 static long ka_post(CURL *h, const char *path, const char *body, long *new_conns, char **out)
 {
     char url[160];
     snprintf(url, sizeof url, "%s%s", g_srv.url, path);
-    struct sink s = {0};
+    h_sink s = {0};
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, h_curl_sink);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
     long status = 0, conns = -1;
