@@ -11,15 +11,14 @@
  * timeout (attempt_timeout_ms, cut to what is left of the deadline) and the whole submission a
  * deadline (total_deadline_ms from ct_submit_precert); a retry that could not start before the
  * deadline is not made. Any other status fails at once, with the start of the log's answer in the
- * error (which the CA logs). A 200 answer is turned back into the TLS-serialised SCT (§1.4) and
- * verified on the caller's worker (submit_common.c).
+ * error (which the CA logs). A 200 answer is turned back into the TLS-serialised SCT (§1.4,
+ * ct/add_chain_answer.c) and verified on the caller's worker (submit_common.c).
  *
  * Threads: workers only build the request body and queue it under the mutex; everything else
  * (easy handles, the waiting list) belongs to the fetch thread.
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +28,7 @@
 
 #include "common/base64.h"
 #include "common/log.h"
+#include "ct/add_chain_answer.h"
 #include "ct/submit_internal.h"
 
 #define COMPONENT "ct"
@@ -120,81 +120,6 @@ static void answer_excerpt(const struct hsub *h, char *out, size_t outlen)
         out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
     }
     out[n] = '\0';
-}
-
-static unsigned char *b64_field(json_t *o, const char *name, size_t *len, int may_be_absent)
-{
-    json_t *v = json_object_get(o, name);
-    if (!v && may_be_absent) {
-        *len = 0;
-        return calloc(1, 1);
-    }
-    if (!json_is_string(v))
-        return NULL;
-    return b64_decode_any(json_string_value(v), json_string_length(v), len);
-}
-
-/* The AddChainResponse JSON -> the TLS-serialised SCT (malloc'd). */
-static unsigned char *sct_from_answer(const char *text, size_t tlen, size_t *out_len, char *why,
-                                      size_t whylen)
-{
-    json_error_t jerr;
-    json_t *j = json_loadb(text, tlen, 0, &jerr);
-    unsigned char *id = NULL, *ext = NULL, *sig = NULL, *out = NULL;
-    size_t idlen = 0, extlen = 0, siglen = 0;
-    if (!json_is_object(j)) {
-        snprintf(why, whylen, "the answer is not a JSON object");
-        goto done;
-    }
-    json_t *ver = json_object_get(j, "sct_version"), *ts = json_object_get(j, "timestamp");
-    if (!json_is_integer(ver) || json_integer_value(ver) != 0) {
-        snprintf(why, whylen, "sct_version is not 0");
-        goto done;
-    }
-    if (!json_is_integer(ts) || json_integer_value(ts) < 0) {
-        snprintf(why, whylen, "timestamp is not a non-negative integer");
-        goto done;
-    }
-    id = b64_field(j, "id", &idlen, 0);
-    ext = b64_field(j, "extensions", &extlen, 1);
-    sig = b64_field(j, "signature", &siglen, 0);
-    if (!id || idlen != 32) {
-        snprintf(why, whylen, "id is not the base64 of 32 bytes");
-        goto done;
-    }
-    if (!ext || extlen > 0xffff) {
-        snprintf(why, whylen, "extensions is not base64 of at most 65535 bytes");
-        goto done;
-    }
-    if (!sig || siglen < 4) {
-        snprintf(why, whylen, "signature is not the base64 of a DigitallySigned");
-        goto done;
-    }
-    size_t n = 1 + 32 + 8 + 2 + extlen + siglen;
-    out = malloc(n);
-    if (!out) {
-        snprintf(why, whylen, "out of memory");
-        goto done;
-    }
-    uint64_t t = (uint64_t)json_integer_value(ts);
-    size_t o = 0;
-    out[o++] = 0; /* v1 */
-    memcpy(out + o, id, 32);
-    o += 32;
-    for (int i = 7; i >= 0; i--)
-        out[o++] = (unsigned char)(t >> (8 * i));
-    out[o++] = (unsigned char)(extlen >> 8);
-    out[o++] = (unsigned char)extlen;
-    memcpy(out + o, ext, extlen);
-    o += extlen;
-    memcpy(out + o, sig, siglen);
-    *out_len = n;
-done:
-    free(id);
-    free(ext);
-    free(sig);
-    json_decref(j);
-    return out;
 }
 
 /* Retry-After in ms (delta-seconds or an HTTP date), or -1 when absent or unreadable. */
@@ -300,7 +225,8 @@ static void on_done(struct http_impl *impl, struct hsub *h, CURLcode res)
     if (status == 200) {
         char why[CT_ERR_MAX / 2] = "";
         size_t n = 0;
-        unsigned char *sct = sct_from_answer(h->buf ? h->buf : "", h->len, &n, why, sizeof why);
+        unsigned char *sct =
+            ct_add_chain_answer_parse(h->buf ? h->buf : "", h->len, &n, why, sizeof why);
         if (!sct) {
             char err[CT_ERR_MAX];
             snprintf(err, sizeof err, "POST %.200s: HTTP 200 but not an SCT (%.100s): %.300s",

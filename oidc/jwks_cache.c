@@ -1,5 +1,6 @@
 /*
- * oidc/jwks_cache.c: per-issuer OpenID discovery + JWKS, fetched by one background thread.
+ * oidc/jwks_cache.c: per-issuer OpenID discovery + JWKS, fetched by one background thread (the
+ * discovery document's check and the URL policy are oidc/discovery.c).
  *
  * Why curl_multi_poll + curl_multi_wakeup and not curl_multi_socket_action on a libevent base:
  * the fetch thread does a handful of requests per issuer per TTL, never thousands at once, so the
@@ -34,9 +35,7 @@
  */
 #include "oidc/jwks_cache.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +45,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "oidc/discovery.h"
 
 #define COMPONENT "jwks"
 #define MAX_REDIRECTS 3
@@ -152,47 +152,6 @@ long jwks_cache_retry_delay_ms(const jwks_cache_options *opts, unsigned n)
     for (unsigned i = 1; i < n && d < o.retry_max_ms; i++)
         d = d > o.retry_max_ms / 2 ? o.retry_max_ms : d * 2;
     return d < o.retry_max_ms ? d : o.retry_max_ms;
-}
-
-/* ---- URL policy ---- */
-
-static int host_is_loopback(const char *host)
-{
-    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-        return 1;
-    unsigned char a[4];
-    return inet_pton(AF_INET, host, a) == 1 && a[0] == 127;
-}
-
-/* https anywhere, http only to a loopback host. On success returns 0 and, when host_out is not
- * NULL, the host (curl_free it). */
-static int url_allowed(const char *url, char **host_out, char *why, size_t whylen)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
-    int rc = -1;
-    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-        snprintf(why, whylen, "\"%.200s\" is not a valid URL", url);
-    } else if (strcmp(scheme, "https") == 0) {
-        rc = 0;
-    } else if (strcmp(scheme, "http") == 0) {
-        if (host_is_loopback(host))
-            rc = 0;
-        else
-            snprintf(why, whylen, "\"%.200s\" uses plain http to a non-loopback host", url);
-    } else {
-        snprintf(why, whylen, "\"%.200s\" is not an http(s) URL", url);
-    }
-    if (rc == 0 && host_out) {
-        *host_out = host;
-        host = NULL;
-    }
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return rc;
 }
 
 /* ---- waiters ---- */
@@ -525,7 +484,8 @@ static int follow_redirect(jwks_cache *c, struct entry *e, char *why, size_t why
         snprintf(why, whylen, "more than %d redirects", MAX_REDIRECTS);
         return -1;
     }
-    if (url_allowed(f->url, &from, why, whylen) != 0 || url_allowed(loc, &to, why, whylen) != 0)
+    if (oidc_url_allowed(f->url, &from, why, whylen) != 0 ||
+        oidc_url_allowed(loc, &to, why, whylen) != 0)
         goto out;
     if (strcasecmp(from, to) != 0) {
         snprintf(why, whylen, "redirect to another host refused (%.200s)", loc);
@@ -542,40 +502,6 @@ out:
     curl_free(from);
     curl_free(to);
     return rc;
-}
-
-/* The discovery document: issuer must equal the configured URL; returns jwks_uri (malloc'd). */
-static char *discovery_jwks_uri(const struct entry *e, char *why, size_t whylen)
-{
-    json_error_t jerr;
-    json_t *doc = json_loadb(e->f.buf ? e->f.buf : "", e->f.len, 0, &jerr);
-    char *uri = NULL;
-    if (!json_is_object(doc)) {
-        snprintf(why, whylen, "the discovery document is not a JSON object");
-        goto out;
-    }
-    const char *iss = json_string_value(json_object_get(doc, "issuer"));
-    if (!iss || strcmp(iss, e->issuer_url) != 0) {
-        snprintf(why, whylen, "the discovery document names issuer \"%.200s\", expected \"%.200s\"",
-                 iss ? iss : "", e->issuer_url);
-        goto out;
-    }
-    const char *ju = json_string_value(json_object_get(doc, "jwks_uri"));
-    if (!ju || !*ju) {
-        snprintf(why, whylen, "the discovery document has no jwks_uri");
-        goto out;
-    }
-    char policy[300];
-    if (url_allowed(ju, NULL, policy, sizeof(policy)) != 0) {
-        snprintf(why, whylen, "jwks_uri %s", policy);
-        goto out;
-    }
-    uri = strdup(ju);
-    if (!uri)
-        snprintf(why, whylen, "out of memory");
-out:
-    json_decref(doc);
-    return uri;
 }
 
 /* One finished transfer of `e`. */
@@ -603,7 +529,8 @@ static void on_done(jwks_cache *c, struct entry *e, CURLcode res)
         goto fail;
     }
     if (f->stage == STAGE_DISCOVERY) {
-        char *uri = discovery_jwks_uri(e, why, sizeof(why));
+        char *uri = oidc_discovery_jwks_uri(f->buf ? f->buf : "", f->len, e->issuer_url, why,
+                                            sizeof(why));
         if (!uri)
             goto fail;
         f->redirects = 0;
@@ -718,7 +645,7 @@ void jwks_cache_prefetch(jwks_cache *c, const struct fulcrum_config *cfg)
         char why[ERR_MAX];
         if (ic->is_meta || !ic->issuer_url || !*ic->issuer_url)
             continue;
-        if (url_allowed(ic->issuer_url, NULL, why, sizeof(why)) != 0) {
+        if (oidc_url_allowed(ic->issuer_url, NULL, why, sizeof(why)) != 0) {
             log_warn(COMPONENT, "not prefetching keys of %s: %s", ic->issuer_url, why);
             continue;
         }
@@ -811,7 +738,7 @@ enum jwks_result jwks_cache_get(jwks_cache *c, const char *issuer_url, const cha
             r = JWKS_UNAVAILABLE;
             goto out;
         }
-        if (url_allowed(issuer_url, NULL, cause, sizeof(cause)) != 0 ||
+        if (oidc_url_allowed(issuer_url, NULL, cause, sizeof(cause)) != 0 ||
             !(e = entry_create(c, issuer_url, cause, sizeof(cause)))) {
             unavailable(why, whylen, issuer_url, cause);
             r = JWKS_UNAVAILABLE;

@@ -813,6 +813,135 @@ static void gen_add_chain(void)
         EVP_PKEY_free(keys[i]);
 }
 
+/* ---- fuzz_ct_add_chain_answer ---- */
+
+/* The AddChainResponse of an SCT as a log writes it, with `extensions` replaced by ext_json
+ * (a JSON value, or NULL to leave the member out). */
+static void put_answer(const char *name, const unsigned char *log_id, uint64_t ts,
+                       const char *ext_json, const unsigned char *ds, size_t ds_len)
+{
+    char *id = b64(log_id, 32), *sig = b64(ds, ds_len);
+    char *ext = ext_json ? fmt(",\"extensions\":%s", ext_json) : fmt("%s", "");
+    char *s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":%llu%s,\"signature\":\"%s\"}",
+                  id, (unsigned long long)ts, ext, sig);
+    put_str("fuzz_ct_add_chain_answer", name, s);
+    free(s);
+    free(ext);
+    free(sig);
+    free(id);
+}
+
+/* sct: a real SCT (fuzz_sct_list's seed), whose JSON is what a log answers. */
+static void gen_add_chain_answer(const unsigned char *sct, size_t sct_len)
+{
+    const char *t = "fuzz_ct_add_chain_answer";
+    char *real = ctlog_sct_json(sct, sct_len);
+    if (!real)
+        fz_die("ctlog_sct_json");
+    put_str(t, "valid-log-answer.json", real);
+    free(real);
+    ctlog_sct_fields f;
+    if (ctlog_sct_parse(sct, sct_len, &f) != 0)
+        fz_die("ctlog_sct_parse");
+    put_answer("valid-extensions.json", f.log_id, f.timestamp, "\"AQID\"", f.ds, f.ds_len);
+    put_answer("valid-no-extensions-member.json", f.log_id, f.timestamp, NULL, f.ds, f.ds_len);
+    put_answer("valid-largest-timestamp.json", f.log_id, UINT64_C(9223372036854775807), "\"\"",
+               f.ds, f.ds_len);
+    static const unsigned char rsa_ds[] = {4, 1, 0, 3, 0xaa, 0xbb, 0xcc};
+    static const unsigned char trailing_ds[] = {4, 3, 0, 1, 0xaa, 0xbb, 0xcc};
+    static const unsigned char unknown_ds[] = {5, 3, 0, 2, 0xaa, 0xbb};
+    static const unsigned char minimal_ds[] = {4, 3, 0, 0};
+    put_answer("valid-rsa-ds.json", f.log_id, 1, "\"\"", rsa_ds, sizeof rsa_ds);
+    put_answer("valid-ds-trailing-bytes.json", f.log_id, 1, "\"\"", trailing_ds,
+               sizeof trailing_ds);
+    put_answer("valid-ds-unknown-hash.json", f.log_id, 1, "\"\"", unknown_ds, sizeof unknown_ds);
+    put_answer("valid-ds-minimal.json", f.log_id, 0, "\"\"", minimal_ds, sizeof minimal_ds);
+    /* URL-safe, unpadded id, members in another order, one unknown */
+    char *id = b64url(f.log_id, 32), *sig = b64(f.ds, f.ds_len);
+    char *s = fmt("{\"signature\":\"%s\",\"x\":[null],\"timestamp\":7,\"id\":\"%s\","
+                  "\"sct_version\":0}",
+                  sig, id);
+    put_str(t, "valid-url-safe-id.json", s);
+    free(s);
+
+    put_str(t, "bad-not-json.html", "<html><body>502 Bad Gateway</body></html>");
+    put_str(t, "bad-array.json", "[{\"sct_version\":0}]");
+    s = fmt("{\"sct_version\":1,\"id\":\"%s\",\"timestamp\":1,\"signature\":\"%s\"}", id, sig);
+    put_str(t, "bad-version.json", s);
+    free(s);
+    s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":-1,\"signature\":\"%s\"}", id, sig);
+    put_str(t, "bad-timestamp-negative.json", s);
+    free(s);
+    s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":1.5,\"signature\":\"%s\"}", id, sig);
+    put_str(t, "bad-timestamp-real.json", s);
+    free(s);
+    char *short_id = b64(f.log_id, 31);
+    s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":1,\"signature\":\"%s\"}", short_id,
+            sig);
+    put_str(t, "bad-id-31-bytes.json", s);
+    free(s);
+    free(short_id);
+    s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":1,\"extensions\":7,"
+            "\"signature\":\"%s\"}",
+            id, sig);
+    put_str(t, "bad-extensions.json", s);
+    free(s);
+    s = fmt("{\"sct_version\":0,\"id\":\"%s\",\"timestamp\":1,\"signature\":\"BAMA\"}", id);
+    put_str(t, "bad-signature-short.json", s);
+    free(s);
+    free(id);
+    free(sig);
+}
+
+/* ---- fuzz_discovery ---- */
+
+/* The configured issuer of fuzz_discovery.c. */
+#define DISCOVERY_ISSUER "https://oauth2.sigstore.dev/auth"
+
+static void put_discovery(const char *name, const char *issuer, const char *jwks_member)
+{
+    char *s = fmt("{\"issuer\":\"%s\",%s\"authorization_endpoint\":\"%s/auth\","
+                  "\"token_endpoint\":\"%s/token\",\"response_types_supported\":[\"code\"],"
+                  "\"id_token_signing_alg_values_supported\":[\"RS256\"]}",
+                  issuer, jwks_member, issuer, issuer);
+    put_str("fuzz_discovery", name, s);
+    free(s);
+}
+
+static void gen_discovery(void)
+{
+    const char *t = "fuzz_discovery";
+    put_discovery("valid-sigstore.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"" DISCOVERY_ISSUER "/keys\",");
+    put_discovery("valid-other-host-port.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"https://keys.example.net:8443/a/b?c=d#e\",");
+    put_discovery("valid-loopback-v4.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"http://127.0.0.1:5556/keys\",");
+    put_discovery("valid-loopback-v6.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"http://[::1]:8080/keys\",");
+    put_discovery("valid-localhost.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"http://LocalHost/keys\",");
+    put_str(t, "valid-escaped.json",
+            "{\"jwks_uri\":\"https:\\/\\/oauth2.sigstore.dev\\/auth\\/k\\u00e9ys\","
+            "\"issuer\":\"https:\\/\\/oauth2.sigstore.dev\\/auth\"}");
+    put_str(t, "bad-not-json.html", "<html><body>404 Not Found</body></html>");
+    put_str(t, "bad-array.json", "[\"" DISCOVERY_ISSUER "\"]");
+    put_discovery("bad-issuer-other.json", "https://accounts.example.com",
+                  "\"jwks_uri\":\"https://accounts.example.com/keys\",");
+    put_discovery("bad-issuer-trailing-slash.json", DISCOVERY_ISSUER "/",
+                  "\"jwks_uri\":\"" DISCOVERY_ISSUER "/keys\",");
+    put_str(t, "bad-issuer-missing.json", "{\"jwks_uri\":\"" DISCOVERY_ISSUER "/keys\"}");
+    put_discovery("bad-no-jwks-uri.json", DISCOVERY_ISSUER, "");
+    put_discovery("bad-jwks-uri-empty.json", DISCOVERY_ISSUER, "\"jwks_uri\":\"\",");
+    put_discovery("bad-jwks-uri-http.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"http://keys.example.com/keys\",");
+    put_discovery("bad-jwks-uri-127-prefix.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"http://127.0.0.1.example.com/keys\",");
+    put_discovery("bad-jwks-uri-ftp.json", DISCOVERY_ISSUER,
+                  "\"jwks_uri\":\"ftp://keys.example.com/keys\",");
+    put_discovery("bad-jwks-uri-relative.json", DISCOVERY_ISSUER, "\"jwks_uri\":\"/keys\",");
+}
+
 /* ---- fuzz_sct_list and fuzz_tbs_der ---- */
 
 static void put_der(const char *target, const char *name, X509 *x)
@@ -912,6 +1041,7 @@ static void gen_sct_and_tbs(void)
     put("fuzz_sct_list", "list-two-valid.bin", list, n);
     free(list);
     put("fuzz_sct_list", "sct-bare.bin", sct, l1);
+    gen_add_chain_answer(sct, l1);
     /* the same SCT with 100 bytes of extensions (signature then invalid), and a list whose
      * length crosses DER's one-byte length form in the certificate */
     unsigned char *ext = malloc(l1 + 100);
@@ -1031,6 +1161,7 @@ int main(int argc, char **argv)
     gen_add_chain();
     gen_sct_and_tbs();
     gen_go_template();
+    gen_discovery();
     for (size_t i = 0; i < FZ_JWS_NKEYS; i++)
         EVP_PKEY_free(fz_jws_keys[i].key);
     printf("%d seed files written under %s\n", n_written, out_dir);
