@@ -29,7 +29,10 @@
 
 #define MAX_BATCH 4096
 #define MAX_QUEUE 65536
-#define CHECKPOINT_FRAMES 1000 /* SQLite's default wal_autocheckpoint */
+/* A checkpoint holds up the next commit: 250 frames (SQLite checkpoints at 1000) keep each
+ * short (about 4 ms against 9 on a virtual disk; p99 at half load 10 ms against 14) for the
+ * same CPU. */
+#define CHECKPOINT_FRAMES 250
 
 struct ctlog_pending {
     struct ctlog_pending *next;
