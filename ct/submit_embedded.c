@@ -3,7 +3,7 @@
  * no serialisation of the chain). The log calls back on the submitting worker's event_base once
  * the entry is durable; the SCT is then checked there like any other (submit_common.c), so a
  * log bug cannot put a bad SCT into a certificate. With the log's key in this process, the check
- * rebuilds the signed bytes from the final certificate and compares them with what the log
+ * rebuilds the signed bytes from the precertificate and compares them with what the log
  * signed (ct_sct_verify_own) instead of verifying the signature arithmetic again.
  *
  * The submitter borrows the log: the caller keeps it open for the submitter's lifetime and closes
