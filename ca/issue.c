@@ -27,6 +27,7 @@
 
 #include "ca/cert_profile.h"
 #include "ca/preissuance_check.h"
+#include "common/x509_der.h"
 #include "ct/tbs_der.h"
 
 static void set_why(char *why, size_t whylen, const char *fmt, ...)
@@ -131,7 +132,8 @@ static int attach_signature(X509 *x, const X509_ALGOR *alg, const unsigned char 
     return 1;
 }
 
-/* The certificate's encoding is SEQUENCE { tbs, ... } with exactly the signed TBS bytes. */
+/* The certificate's encoding is SEQUENCE { tbs, ... } with exactly the signed TBS bytes. That
+ * encoding is then stored on x for whoever needs its bytes next (common/x509_der.h). */
 static int encodes_signed_tbs(X509 *x, const unsigned char *tbs, size_t tbslen)
 {
     unsigned char *der = NULL;
@@ -140,18 +142,29 @@ static int encodes_signed_tbs(X509 *x, const unsigned char *tbs, size_t tbslen)
     if (len > 2 && der[0] == 0x30)
         hdr = der[1] < 0x80 ? 2 : 2 + (size_t)(der[1] & 0x7f);
     int ok = hdr && hdr + tbslen <= (size_t)len && memcmp(der + hdr, tbs, tbslen) == 0;
+    if (ok)
+        x509_der_set(x, der, (size_t)len); /* out of memory: nothing stored, i2d then */
     OPENSSL_free(der);
     return ok;
 }
 
-/* Signs x's TBS through the signer and attaches the signature; x is then the certificate. */
-static enum issue_result sign_into(signer *s, X509 *x, char *why, size_t whylen)
+/* Signs x's TBS through the signer and attaches the signature; x is then the certificate. tbs:
+ * x's TBS as i2d_re_X509_tbs encodes it, when the caller has it already (else NULL). */
+static enum issue_result sign_into(signer *s, X509 *x, const unsigned char *given,
+                                   size_t given_len, char *why, size_t whylen)
 {
     char r[512] = "";
     unsigned char *tbs = NULL, *sig = NULL;
     enum issue_result res = ISSUE_CA_ERROR;
 
-    int tbslen = i2d_re_X509_tbs(x, &tbs);
+    x509_der_clear(x); /* x changes from here on */
+    int tbslen = -1;
+    if (given && given_len && given_len <= INT32_MAX && (tbs = OPENSSL_malloc(given_len))) {
+        memcpy(tbs, given, given_len);
+        tbslen = (int)given_len;
+    } else {
+        tbslen = i2d_re_X509_tbs(x, &tbs);
+    }
     if (tbslen <= 0) {
         set_why(why, whylen, "issuance: the TBS cannot be encoded");
         goto done;
@@ -238,7 +251,7 @@ static enum issue_result issue_profile(signer *s, const principal *p, EVP_PKEY *
     enum issue_result res = ISSUE_CA_ERROR;
     if ((!poison || add_poison(x, why, whylen)) &&
         preissuance_check(x, p, issuing, s->sig_alg, now, why, whylen) == 0)
-        res = sign_into(s, x, why, whylen);
+        res = sign_into(s, x, NULL, 0, why, whylen);
     if (res == ISSUE_OK && parsed) {
         *out = reparse(x);
         if (!*out) {
@@ -335,15 +348,33 @@ static int sct_list_holds(X509 *x, const unsigned char *sct, size_t sct_len)
 }
 
 /* The DER TBS of x with every `nid` extension cut out of the bytes (ct/tbs_der.h); NULL if x
- * has none or on error. The caller free()s it. */
-static unsigned char *tbs_cut(X509 *x, int nid, size_t *len)
+ * has none or on error. The caller free()s it. With enc, *enc (OPENSSL_free) and *enc_len are
+ * the whole TBS as i2d_re_X509_tbs encodes it, what sign_into signs. */
+static unsigned char *tbs_cut(X509 *x, int nid, size_t *len, unsigned char **enc_out,
+                              size_t *enc_len)
 {
     unsigned char *enc = NULL;
     int elen = i2d_re_X509_tbs(x, &enc);
     unsigned char *cut =
         elen > 0 ? ct_tbs_der_without_ext(enc, (size_t)elen, nid, len, NULL, 0) : NULL;
+    if (cut && enc_out) {
+        *enc_out = enc;
+        *enc_len = (size_t)elen;
+        return cut;
+    }
     OPENSSL_free(enc);
     return cut;
+}
+
+/* The signed certificate's TBS without `nid`, from its stored DER (common/x509_der.h) when it
+ * has one, else as tbs_cut. */
+static unsigned char *signed_tbs_cut(X509 *x, int nid, size_t *len)
+{
+    size_t tlen = 0;
+    unsigned char *tbs = x509_der_get(x, &tlen) ? ct_tbs_der(x, &tlen) : NULL;
+    unsigned char *cut = tbs ? ct_tbs_der_without_ext(tbs, tlen, nid, len, NULL, 0) : NULL;
+    free(tbs);
+    return cut ? cut : tbs_cut(x, nid, len, NULL, NULL);
 }
 
 enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
@@ -354,8 +385,8 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
     X509 *x = precert ? *precert : NULL;
     STACK_OF(SCT) *list = NULL;
     SCT *one = NULL;
-    unsigned char *pre_tbs = NULL, *fin_tbs = NULL;
-    size_t pre_len = 0, fin_len = 0;
+    unsigned char *pre_tbs = NULL, *fin_tbs = NULL, *fin_enc = NULL;
+    size_t pre_len = 0, fin_len = 0, fin_enc_len = 0;
     enum issue_result res = ISSUE_CA_ERROR;
 
     if (precert)
@@ -391,11 +422,12 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
     }
     /* The precertificate's TBS without the poison, as logs and OpenSSL rebuild it: the poison
      * cut out of the signed bytes. */
-    pre_tbs = tbs_cut(x, NID_ct_precert_poison, &pre_len);
+    pre_tbs = signed_tbs_cut(x, NID_ct_precert_poison, &pre_len);
     if (!pre_tbs) {
         set_why(why, whylen, "final certificate: the precertificate TBS cannot be encoded");
         goto done;
     }
+    x509_der_clear(x); /* the precertificate's bytes: x becomes the certificate */
     X509_EXTENSION_free(X509_delete_ext(x, pi));
 
     const unsigned char *q = sct;
@@ -426,7 +458,7 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
      * was verified over the precertificate's TBS without the poison, so it verifies for the
      * final certificate exactly when this holds. The precertificate passed the pre-issuance
      * check, so the final certificate, equal to it but for the poison and the SCT list, does. */
-    fin_tbs = tbs_cut(x, NID_ct_precert_scts, &fin_len);
+    fin_tbs = tbs_cut(x, NID_ct_precert_scts, &fin_len, &fin_enc, &fin_enc_len);
     if (!fin_tbs) {
         set_why(why, whylen, "final certificate: cannot encode the TBS for the correspondence "
                              "check");
@@ -438,7 +470,7 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
                 fin_len, pre_len);
         goto done;
     }
-    res = sign_into(s, x, why, whylen);
+    res = sign_into(s, x, fin_enc, fin_enc_len, why, whylen);
     if (res == ISSUE_OK) {
         *out = x;
         x = NULL;
@@ -446,6 +478,7 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
 done:
     free(pre_tbs);
     free(fin_tbs);
+    OPENSSL_free(fin_enc);
     SCT_free(one);
     SCT_LIST_free(list);
     X509_free(x);

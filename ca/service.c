@@ -1,6 +1,7 @@
 #include "ca/service.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <jansson.h>
 #include <openssl/pem.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "common/base64.h"
+#include "common/x509_der.h"
 #include "common/log.h"
 
 char *service_cert_pem(X509 *cert)
@@ -18,7 +20,10 @@ char *service_cert_pem(X509 *cert)
     if (!b)
         return NULL;
     char *out = NULL;
-    if (PEM_write_bio_X509(b, cert)) {
+    size_t len = 0;
+    const unsigned char *der = x509_der_get(cert, &len); /* an issued certificate's bytes */
+    if (der && len <= LONG_MAX ? PEM_write_bio(b, PEM_STRING_X509, "", der, (long)len) > 0
+                               : PEM_write_bio_X509(b, cert)) {
         char *data;
         long n = BIO_get_mem_data(b, &data);
         while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r' || data[n - 1] == ' '))

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/x509_der.h"
+
 /* One DER element: where it starts, where its content starts and ends. */
 struct elem {
     const unsigned char *start, *content, *end;
@@ -50,7 +52,7 @@ static int is(const struct elem *e, int cls, int tag, int constructed)
 unsigned char *ct_tbs_der(X509 *cert, size_t *len)
 {
     unsigned char *der = NULL;
-    int n = cert ? i2d_X509(cert, &der) : -1;
+    int n = cert ? x509_der_i2d(cert, &der) : -1; /* the stored DER when there is one */
     if (n <= 0)
         return NULL;
     const unsigned char *p = der, *end = der + n;

@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "ca/issue.h"
+#include "ca/service.h"
+#include "common/x509_der.h"
+#include "ct/tbs_der.h"
 #include "ct/sct_verify.h"
 #include "hsm/signer.h"
 #include "unit/check.h"
@@ -398,13 +401,96 @@ static char *fixture(const char *name, const char *kind)
     return buf[i];
 }
 
+/* The DER stored on an issued certificate (common/x509_der.h) is its encoding, and what the
+ * users of stored DER give is what they would give from the encoding. */
+static int stored_is_encoding(X509 *x)
+{
+    size_t len = 0;
+    const unsigned char *stored = x509_der_get(x, &len);
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    int ok = stored && n > 0 && (size_t)n == len && memcmp(stored, der, len) == 0;
+    OPENSSL_free(der);
+    return ok;
+}
+
+static char *pem_of(X509 *x)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data = NULL, *out = NULL;
+    if (b && PEM_write_bio_X509(b, x)) {
+        long n = BIO_get_mem_data(b, &data);
+        while (n > 0 && data[n - 1] == '\n')
+            n--;
+        out = strndup(data, (size_t)n);
+    }
+    BIO_free(b);
+    return out;
+}
+
+static void stored_der(signer *s)
+{
+    char why[768] = "";
+    principal p = email_principal();
+    EVP_PKEY *client = p256(), *log_key = p256();
+    time_t now = time(NULL);
+    X509 *pre = NULL, *fin = NULL;
+    CHECK(ca_issue_precertificate_built(s, &p, client, now, &pre, why, sizeof why) == ISSUE_OK,
+          "stored DER: precertificate: %s", why);
+    CHECK(pre && stored_is_encoding(pre), "stored DER: the precertificate carries its encoding");
+    size_t tl = 0, sl = 0;
+    unsigned char *tbs = pre ? ct_tbs_der(pre, &tl) : NULL;
+    unsigned char *enc = NULL;
+    int el = pre ? i2d_re_X509_tbs(pre, &enc) : -1;
+    CHECK(tbs && el > 0 && (size_t)el == tl && memcmp(tbs, enc, tl) == 0,
+          "stored DER: ct_tbs_der from it is the signed TBS");
+    free(tbs);
+    OPENSSL_free(enc);
+    unsigned char *sct = pre ? make_sct(log_key, pre, signer_issuing_cert(s), now_ms(), NULL, 0,
+                                        &sl)
+                             : NULL;
+    const unsigned char *pre_stored = pre ? x509_der_get(pre, &tl) : NULL;
+    unsigned char *pre_copy = pre_stored ? malloc(tl) : NULL;
+    if (pre_copy)
+        memcpy(pre_copy, pre_stored, tl);
+    CHECK(sct && ca_issue_final_certificate_from(s, &p, &pre, now, sct, sl, &fin, why,
+                                                 sizeof why) == ISSUE_OK,
+          "stored DER: final certificate: %s", why);
+    size_t fl = 0;
+    const unsigned char *fin_stored = fin ? x509_der_get(fin, &fl) : NULL;
+    CHECK(fin && stored_is_encoding(fin),
+          "stored DER: the final certificate carries its own encoding");
+    CHECK(fin_stored && pre_copy && (fl != tl || memcmp(fin_stored, pre_copy, fl) != 0),
+          "stored DER: not the precertificate's any more");
+    CHECK(fin && X509_verify(fin, X509_get0_pubkey(signer_issuing_cert(s))) == 1,
+          "stored DER: the final certificate is signed by the CA");
+    char *want = fin ? pem_of(fin) : NULL, *got = fin ? service_cert_pem(fin) : NULL;
+    CHECK(want && got && strcmp(want, got) == 0,
+          "stored DER: service_cert_pem from it is PEM_write_bio_X509's");
+    X509 *copy = fin ? X509_dup(fin) : NULL;
+    CHECK(copy && x509_der_get(copy, &fl) == NULL, "stored DER: a copy carries none");
+    x509_der_clear(fin);
+    CHECK(fin && x509_der_get(fin, &fl) == NULL, "stored DER: cleared");
+    free(want);
+    free(got);
+    free(pre_copy);
+    free(sct);
+    X509_free(copy);
+    X509_free(pre);
+    X509_free(fin);
+    EVP_PKEY_free(client);
+    EVP_PKEY_free(log_key);
+}
+
 int main(void)
 {
     char why[512] = "";
     signer *s = signer_ephemeral_new(why, sizeof why);
     CHECK(s != NULL, "ephemeral signer: %s", why);
-    if (s)
+    if (s) {
         one_signer("ephemeralca", s);
+        stored_der(s);
+    }
     signer_free(s);
 
     const char *files[] = {"intermediate-3", "rsa4096"};
