@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "ca/audit_log.h"
+#include "common/sha256.h"
 
 static void hex(const unsigned char *in, size_t n, char *out)
 {
@@ -45,7 +46,7 @@ static int key_sha256(X509 *cert, char out[65])
     int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
     unsigned char md[32];
     unsigned int mdlen = 0;
-    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL) == 1 &&
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, sha256_md(), NULL) == 1 &&
              mdlen == 32;
     OPENSSL_free(der);
     if (ok)

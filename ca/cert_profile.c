@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define FULCIO_OID_PREFIX "1.3.6.1.4.1.57264.1."
+#include "ca/client_key.h"
+#include "ca/fulcio_oid.h"
+
 #define SERIAL_BITS 159
 
 static void set_why(char *why, size_t whylen, const char *fmt, ...)
@@ -153,7 +155,7 @@ static GENERAL_NAME *make_name(const principal *p, char *why, size_t whylen)
         return gn;
     }
     if (p->san_kind == SAN_OTHERNAME_USERNAME) {
-        ASN1_OBJECT *oid = OBJ_txt2obj(FULCIO_OID_PREFIX "7", 1);
+        ASN1_OBJECT *oid = OBJ_dup(fulcio_oid(7));
         ASN1_UTF8STRING *u = ASN1_UTF8STRING_new();
         ASN1_TYPE *val = ASN1_TYPE_new();
         if (!oid || !u || !val || !ASN1_STRING_set(u, p->san_value, (int)strlen(p->san_value))) {
@@ -202,16 +204,13 @@ static int add_san(X509 *x, const principal *p, char *why, size_t whylen)
 /* 1.3.6.1.4.1.57264.1.n, non-critical; extnValue = `value` as is. */
 static int add_raw_ext(X509 *x, int n, const unsigned char *value, int len)
 {
-    char oidtxt[48];
-    snprintf(oidtxt, sizeof oidtxt, FULCIO_OID_PREFIX "%d", n);
-    ASN1_OBJECT *oid = OBJ_txt2obj(oidtxt, 1);
+    const ASN1_OBJECT *oid = fulcio_oid(n);
     ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
     X509_EXTENSION *ext = NULL;
     int ok = oid && os && ASN1_OCTET_STRING_set(os, value, len) &&
              (ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 0, os)) && X509_add_ext(x, ext, -1);
     X509_EXTENSION_free(ext);
     ASN1_OCTET_STRING_free(os);
-    ASN1_OBJECT_free(oid);
     return ok;
 }
 
@@ -249,22 +248,29 @@ static int add_fulcio_exts(X509 *x, const principal *p, char *why, size_t whylen
  * Other keys (RSA) go through X509_set_pubkey. */
 static int set_public_key(X509 *x, EVP_PKEY *key)
 {
-    int curve = NID_undef;
-    char group[32];
-    if (EVP_PKEY_is_a(key, "EC") &&
-        EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                       NULL) == 1)
-        curve = OBJ_sn2nid(group) != NID_undef ? OBJ_sn2nid(group) : EC_curve_nist2nid(group);
-    int ed25519 = EVP_PKEY_is_a(key, "ED25519");
-    if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1 &&
-        !ed25519)
-        return X509_set_pubkey(x, key);
-
+    int curve = NID_undef, ed25519 = 0, ok;
     unsigned char buf[160];
     size_t len = sizeof buf;
-    int ok = ed25519 ? EVP_PKEY_get_raw_public_key(key, buf, &len) == 1
+    const unsigned char *point = client_key_ec_point(key, &curve, &len);
+    if (point) {
+        if (len > sizeof buf)
+            return 0;
+        memcpy(buf, point, len);
+        ok = 1;
+    } else {
+        char group[32];
+        if (EVP_PKEY_is_a(key, "EC") &&
+            EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                           NULL) == 1)
+            curve = OBJ_sn2nid(group) != NID_undef ? OBJ_sn2nid(group) : EC_curve_nist2nid(group);
+        ed25519 = EVP_PKEY_is_a(key, "ED25519");
+        if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1 &&
+            !ed25519)
+            return X509_set_pubkey(x, key);
+        ok = ed25519 ? EVP_PKEY_get_raw_public_key(key, buf, &len) == 1
                      : EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
                                                        buf, sizeof buf, &len) == 1;
+    }
     if (!ok || len == 0 || len > sizeof buf)
         return 0;
     unsigned char *bits = OPENSSL_memdup(buf, len);

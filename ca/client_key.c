@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Rounds of Fermat factorisation sigstore asks of goodkey (cryptoutils.ValidatePubKey). */
@@ -53,8 +54,12 @@ __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whyl
 
 enum key_kind { KIND_OTHER, KIND_RSA, KIND_EC, KIND_ED25519 };
 
+static const struct ec_point_note *note_of(EVP_PKEY *key);
+
 static enum key_kind key_kind(EVP_PKEY *key)
 {
+    if (note_of(key))
+        return KIND_EC;
     if (EVP_PKEY_is_a(key, "RSA"))
         return KIND_RSA;
     if (EVP_PKEY_is_a(key, "EC"))
@@ -101,8 +106,77 @@ static int ec_curve_nid(EVP_PKEY *key, char *name, size_t namelen)
     return nid;
 }
 
+/* What client_key_parse learnt making an EC key from its uncompressed point 04||X||Y, kept on
+ * the EVP_PKEY (ex_data) so that the policy check, the proof and the certificate's SPKI need not
+ * ask OpenSSL's provider for the curve name or the encoded point again. OpenSSL accepted the point
+ * (coordinates below p, on the curve) when it was set. Copies made by EVP_PKEY_dup carry none. */
+struct ec_point_note {
+    const struct allowed_curve *curve;
+    size_t len;
+    unsigned char point[1 + 2 * 66];
+};
+
+static int g_note_index = -1;
+static pthread_once_t g_note_once = PTHREAD_ONCE_INIT;
+
+static void note_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+/* OpenSSL 3.0's EVP_PKEY_dup hands every ex_data pointer to the copy: the copy gets none. */
+static int note_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
+                    long argl, void *argp)
+{
+    (void)to, (void)from, (void)idx, (void)argl, (void)argp;
+    *from_d = NULL;
+    return 1;
+}
+
+static void make_note_index(void)
+{
+    g_note_index =
+        CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_EVP_PKEY, 0, NULL, NULL, note_dup, note_free);
+}
+
+static const struct ec_point_note *note_of(EVP_PKEY *key)
+{
+    pthread_once(&g_note_once, make_note_index);
+    return key && g_note_index >= 0 ? EVP_PKEY_get_ex_data(key, g_note_index) : NULL;
+}
+
+static void set_note(EVP_PKEY *key, const struct allowed_curve *c, const unsigned char *point,
+                     size_t len)
+{
+    struct ec_point_note *n = len <= sizeof n->point ? malloc(sizeof *n) : NULL;
+    pthread_once(&g_note_once, make_note_index);
+    if (!n || g_note_index < 0) {
+        free(n);
+        return; /* harmless: the slow paths ask OpenSSL */
+    }
+    n->curve = c;
+    n->len = len;
+    memcpy(n->point, point, len);
+    if (!EVP_PKEY_set_ex_data(key, g_note_index, n))
+        free(n);
+}
+
+const unsigned char *client_key_ec_point(EVP_PKEY *key, int *curve_nid, size_t *len)
+{
+    const struct ec_point_note *n = note_of(key);
+    if (!n)
+        return NULL;
+    *curve_nid = n->curve->nid;
+    *len = n->len;
+    return n->point;
+}
+
 static const struct allowed_curve *key_curve(EVP_PKEY *key)
 {
+    const struct ec_point_note *n = note_of(key);
+    if (n)
+        return n->curve;
     char name[80];
     return find_curve(ec_curve_nid(key, name, sizeof name));
 }
@@ -172,6 +246,8 @@ static EVP_PKEY *ec_from_point(int curve_nid, const unsigned char *point, size_t
         EVP_PKEY_free(key);
         key = NULL;
     }
+    if (key)
+        set_note(key, c, point, len);
     return key;
 }
 
@@ -527,6 +603,8 @@ done:
 
 static int ec_policy(EVP_PKEY *key, char *why, size_t whylen)
 {
+    if (note_of(key))
+        return 0; /* an allowed curve; OpenSSL checked the point when it was set */
     char name[80];
     const struct allowed_curve *c = find_curve(ec_curve_nid(key, name, sizeof name));
     if (!c) {

@@ -31,6 +31,11 @@ int client_key_verify_pop(EVP_PKEY *key, const unsigned char *msg, size_t msglen
  * Returns 0, or -1 with "signing algorithm not permitted: <key type>, <hash>". */
 int client_key_hash_allowed(EVP_PKEY *key, int md_nid, char *why, size_t whylen);
 
+/* For an EC key client_key_parse made from an uncompressed point: that point (04||X||Y, owned by
+ * the key), its length and its curve's NID, without an encoder run. NULL for any other key (then
+ * ask OpenSSL: EVP_PKEY_get_octet_string_param). */
+const unsigned char *client_key_ec_point(EVP_PKEY *key, int *curve_nid, size_t *len);
+
 /* A short description, e.g. "ECDSA P-256", "RSA 2048", "Ed25519". */
 void client_key_describe(EVP_PKEY *key, char *out, size_t outlen);
 

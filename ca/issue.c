@@ -132,20 +132,57 @@ static int attach_signature(X509 *x, const X509_ALGOR *alg, const unsigned char 
     return 1;
 }
 
-/* The certificate's encoding is SEQUENCE { tbs, ... } with exactly the signed TBS bytes. That
- * encoding is then stored on x for whoever needs its bytes next (common/x509_der.h). */
-static int encodes_signed_tbs(X509 *x, const unsigned char *tbs, size_t tbslen)
+/* Writes a DER length at p (when p is not NULL); returns its size. */
+static size_t der_len(unsigned char *p, size_t len)
 {
-    unsigned char *der = NULL;
-    int len = i2d_X509(x, &der);
-    size_t hdr = 0;
-    if (len > 2 && der[0] == 0x30)
-        hdr = der[1] < 0x80 ? 2 : 2 + (size_t)(der[1] & 0x7f);
-    int ok = hdr && hdr + tbslen <= (size_t)len && memcmp(der + hdr, tbs, tbslen) == 0;
-    if (ok)
-        x509_der_set(x, der, (size_t)len); /* out of memory: nothing stored, i2d then */
-    OPENSSL_free(der);
-    return ok;
+    size_t n = len < 0x80 ? 0 : len <= 0xff ? 1 : len <= 0xffff ? 2 : 3;
+    if (p) {
+        if (n == 0) {
+            p[0] = (unsigned char)len;
+        } else {
+            p[0] = (unsigned char)(0x80 | n);
+            for (size_t i = 0; i < n; i++)
+                p[1 + i] = (unsigned char)(len >> (8 * (n - 1 - i)));
+        }
+    }
+    return 1 + n;
+}
+
+/* Stores on x (common/x509_der.h) its encoding Certificate ::= SEQUENCE { tbs,
+ * signatureAlgorithm, BIT STRING signature } (RFC 5280 §4.1) made from exactly the signed TBS
+ * bytes. OpenSSL would re-encode the whole TBS from x's fields for it (only a parsed certificate
+ * keeps its encoding); tests/unit/test_ct_issue checks both encodings are the same bytes. Out of
+ * memory stores nothing (users then call i2d_X509); only an unencodable algorithm fails. */
+static int store_signed_der(X509 *x, const unsigned char *tbs, size_t tbslen,
+                            const unsigned char *sig, size_t siglen)
+{
+    const X509_ALGOR *alg = NULL;
+    X509_get0_signature(NULL, &alg, x);
+    unsigned char *alg_der = NULL;
+    int alglen = alg ? i2d_X509_ALGOR(alg, &alg_der) : -1;
+    if (alglen <= 0)
+        return 0;
+    size_t bits = 1 + siglen; /* the unused-bits byte, then the signature */
+    size_t body = tbslen + (size_t)alglen + 1 + der_len(NULL, bits) + bits;
+    size_t total = 1 + der_len(NULL, body) + body;
+    unsigned char *der = malloc(total);
+    if (der) {
+        unsigned char *p = der;
+        *p++ = 0x30;
+        p += der_len(p, body);
+        memcpy(p, tbs, tbslen);
+        p += tbslen;
+        memcpy(p, alg_der, (size_t)alglen);
+        p += alglen;
+        *p++ = 0x03;
+        p += der_len(p, bits);
+        *p++ = 0x00;
+        memcpy(p, sig, siglen);
+        x509_der_set(x, der, total);
+        free(der);
+    }
+    OPENSSL_free(alg_der);
+    return 1;
 }
 
 /* Signs x's TBS through the signer and attaches the signature; x is then the certificate. tbs:
@@ -183,8 +220,8 @@ static enum issue_result sign_into(signer *s, X509 *x, const unsigned char *give
         set_why(why, whylen, "issuance: cannot attach the signature");
         goto done;
     }
-    if (!encodes_signed_tbs(x, tbs, (size_t)tbslen)) {
-        set_why(why, whylen, "issuance: the encoded certificate does not carry the signed TBS");
+    if (!store_signed_der(x, tbs, (size_t)tbslen, sig, siglen)) {
+        set_why(why, whylen, "issuance: the signature algorithm cannot be encoded");
         goto done;
     }
     res = ISSUE_OK;
@@ -296,7 +333,7 @@ enum issue_result ca_issue_precertificate_built(signer *s, const principal *p,
 static X509 *reparse(X509 *x)
 {
     unsigned char *der = NULL;
-    int len = i2d_X509(x, &der);
+    int len = x509_der_i2d(x, &der);
     if (len <= 0)
         return NULL;
     const unsigned char *q = der;

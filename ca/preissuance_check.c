@@ -3,10 +3,10 @@
  * TBS before it is signed.
  *
  * Every check reads the built certificate's fields through OpenSSL's getters, not the inputs the
- * builder worked from, so a bug in the builder is caught; ca/issue.c then checks that the encoded
- * certificate carries exactly the TBS bytes that were signed. (An earlier version encoded and
- * parsed the certificate back first: with OpenSSL 3.0 that parse runs the key decoder and cost
- * more than the CA signature.) Checks run in a fixed order and the first failure is reported as
+ * builder worked from, so a bug in the builder is caught; ca/issue.c then encodes the TBS these
+ * fields give, signs those bytes and builds the certificate's DER around them. (An earlier
+ * version encoded and parsed the certificate back first: with OpenSSL 3.0 that parse runs the key
+ * decoder and cost more than the CA signature.) Checks run in a fixed order and the first failure is reported as
  * "pre-issuance check: <what>".
  */
 #include "ca/preissuance_check.h"
@@ -22,8 +22,8 @@
 
 #include "ca/cert_profile.h"
 #include "ca/client_key.h"
+#include "ca/fulcio_oid.h"
 
-#define FULCIO_OID_PREFIX "1.3.6.1.4.1.57264.1."
 #define SERIAL_BITS 159
 #define PREFIX "pre-issuance check: "
 
@@ -31,9 +31,6 @@
 static const unsigned char KU_VALUE[] = {0x03, 0x02, 0x07, 0x80};
 static const unsigned char EKU_VALUE[] = {0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06,
                                           0x01, 0x05, 0x05, 0x07, 0x03, 0x03};
-/* CT extensions a precertificate / final certificate may carry after the Fulcio ones. */
-#define OID_CT_POISON "1.3.6.1.4.1.11129.2.4.3"
-#define OID_CT_SCT_LIST "1.3.6.1.4.1.11129.2.4.2"
 
 static int fail(char *why, size_t whylen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -68,28 +65,13 @@ static int profile_rank(const ASN1_OBJECT *o)
     case NID_subject_key_identifier: return 2;
     case NID_authority_key_identifier: return 3;
     case NID_subject_alt_name: return 4;
+    /* CT extensions a precertificate / final certificate may carry after the Fulcio ones. */
+    case NID_ct_precert_poison: return 40;
+    case NID_ct_precert_scts: return 41;
     default: break;
     }
-    char txt[80];
-    oid_text(o, txt, sizeof txt);
-    size_t plen = strlen(FULCIO_OID_PREFIX);
-    if (strncmp(txt, FULCIO_OID_PREFIX, plen) == 0) {
-        const char *d = txt + plen;
-        int n = 0;
-        if (*d < '1' || *d > '9' || strlen(d) > 2)
-            return -1;
-        for (; *d; d++) {
-            if (*d < '0' || *d > '9')
-                return -1;
-            n = n * 10 + (*d - '0');
-        }
-        return (n >= 1 && n <= FULCIO_EXT_MAX && n != 7) ? 10 + n : -1;
-    }
-    if (strcmp(txt, OID_CT_POISON) == 0)
-        return 40;
-    if (strcmp(txt, OID_CT_SCT_LIST) == 0)
-        return 41;
-    return -1;
+    int n = fulcio_oid_arc(o);
+    return (n >= 1 && n <= FULCIO_EXT_MAX && n != 7) ? 10 + n : -1;
 }
 
 static const char *time_type(const ASN1_TIME *t)
@@ -177,7 +159,8 @@ static int check_extension_set(X509 *c, char *why, size_t whylen)
     for (int i = 0; i < n; i++) {
         const ASN1_OBJECT *o = X509_EXTENSION_get_object(X509_get_ext(c, i));
         int rank = profile_rank(o);
-        oid_text(o, txt, sizeof txt);
+        if (rank < 0 || rank < last)
+            oid_text(o, txt, sizeof txt);
         if (rank < 0)
             return fail(why, whylen, "extension %s is not part of the profile", txt);
         if (rank < last)
@@ -264,10 +247,7 @@ static int name_matches(const GENERAL_NAME *gn, const principal *p)
         ASN1_TYPE *v = NULL;
         if (!GENERAL_NAME_get0_otherName(gn, &oid, &v) || !v || v->type != V_ASN1_UTF8STRING)
             return 0;
-        char txt[80];
-        oid_text(oid, txt, sizeof txt);
-        return strcmp(txt, FULCIO_OID_PREFIX "7") == 0 &&
-               str_is(v->value.utf8string, p->san_value);
+        return fulcio_oid_arc(oid) == 7 && str_is(v->value.utf8string, p->san_value);
     }
     }
     return 0;
@@ -298,24 +278,22 @@ static int check_fulcio_exts(X509 *c, const principal *p, char *why, size_t whyl
     for (int n = 1; n <= FULCIO_EXT_MAX; n++) {
         if (n == 7)
             continue;
-        char txt[48];
-        snprintf(txt, sizeof txt, FULCIO_OID_PREFIX "%d", n);
-        ASN1_OBJECT *oid = OBJ_txt2obj(txt, 1);
+        const ASN1_OBJECT *oid = fulcio_oid(n);
         if (!oid)
             return fail(why, whylen, "out of memory");
         int i = X509_get_ext_by_OBJ(c, oid, -1);
-        ASN1_OBJECT_free(oid);
         const char *v = p->ext[n];
         int want = v && *v;
         if (!want) {
             if (i >= 0)
-                return fail(why, whylen, "extension %s is present but not set", txt);
+                return fail(why, whylen, "extension " FULCIO_OID_PREFIX "%d is present but not set",
+                            n);
             continue;
         }
         if (i < 0)
-            return fail(why, whylen, "extension %s is missing", txt);
+            return fail(why, whylen, "extension " FULCIO_OID_PREFIX "%d is missing", n);
         if (X509_EXTENSION_get_critical(X509_get_ext(c, i)))
-            return fail(why, whylen, "extension %s is critical", txt);
+            return fail(why, whylen, "extension " FULCIO_OID_PREFIX "%d is critical", n);
         const ASN1_OCTET_STRING *got = ext_value(c, i);
         size_t len = strlen(v);
         int ok;
@@ -334,7 +312,8 @@ static int check_fulcio_exts(X509 *c, const principal *p, char *why, size_t whyl
                  memcmp(q, v, len) == 0;
         }
         if (!ok)
-            return fail(why, whylen, "extension %s does not hold the principal's value", txt);
+            return fail(why, whylen,
+                        "extension " FULCIO_OID_PREFIX "%d does not hold the principal's value", n);
     }
     return 0;
 }

@@ -230,7 +230,7 @@ static int set_values(struct perr *e, const char *path, struct claim_rule *r, co
 static int parse_operator(struct perr *e, const char *path, int k, const json_t *v,
                           struct claim_rule *r)
 {
-    const char *s;
+    const char *s = NULL;
     if (k == K_IN) {
         if (!json_is_array(v))
             return bad(e, path, "must be a list of strings");

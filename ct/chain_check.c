@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sha256.h"
 #include "common/x509_der.h"
 #include "ct/sct.h"
 #include "ct/tbs_der.h"
@@ -63,12 +64,10 @@ static int is_psc(X509 *issuer)
     EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(issuer, NID_ext_key_usage, NULL, NULL);
     if (!eku)
         return 0;
-    ASN1_OBJECT *psc = OBJ_txt2obj(OID_PRECERT_SIGNING, 1);
-    int found = 0;
-    for (int i = 0; psc && i < sk_ASN1_OBJECT_num(eku); i++)
-        if (OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), psc) == 0)
+    int found = 0; /* NID_ct_precert_signer is OID_PRECERT_SIGNING */
+    for (int i = 0; i < sk_ASN1_OBJECT_num(eku); i++)
+        if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i)) == NID_ct_precert_signer)
             found = 1;
-    ASN1_OBJECT_free(psc);
     EXTENDED_KEY_USAGE_free(eku);
     return found;
 }
@@ -344,7 +343,7 @@ int ctlog_chain_check_ex(X509_STORE *roots, unsigned flags, STACK_OF(X509) *chai
     unsigned char type[2] = {0, (unsigned char)e->entry_type};
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int mdlen = 0;
-    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) && EVP_DigestUpdate(md, type, 2) &&
+    int ok = md && EVP_DigestInit_ex(md, sha256_md(), NULL) && EVP_DigestUpdate(md, type, 2) &&
              EVP_DigestUpdate(md, se.p, se.len) && EVP_DigestFinal_ex(md, e->dedup, &mdlen);
     EVP_MD_CTX_free(md);
     if (!ok) {

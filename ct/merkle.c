@@ -1,15 +1,16 @@
 #include "ct/merkle.h"
 
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <string.h>
+
+#include "common/sha256.h"
 
 int merkle_leaf_hash(const unsigned char *data, size_t len, unsigned char out[32])
 {
     unsigned char prefix = 0x00;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned int n = 0;
-    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) && EVP_DigestUpdate(c, &prefix, 1) &&
+    int ok = c && EVP_DigestInit_ex(c, sha256_md(), NULL) && EVP_DigestUpdate(c, &prefix, 1) &&
              EVP_DigestUpdate(c, data, len) && EVP_DigestFinal_ex(c, out, &n);
     EVP_MD_CTX_free(c);
     return ok ? 0 : -1;
@@ -22,10 +23,10 @@ void merkle_node_hash(const unsigned char left[32], const unsigned char right[32
     buf[0] = 0x01;
     memcpy(buf + 1, left, 32);
     memcpy(buf + 33, right, 32);
-    SHA256(buf, sizeof buf, out);
+    EVP_Digest(buf, sizeof buf, out, NULL, sha256_md(), NULL);
 }
 
-void merkle_empty_root(unsigned char out[32]) { SHA256((const unsigned char *)"", 0, out); }
+void merkle_empty_root(unsigned char out[32]) { EVP_Digest("", 0, out, NULL, sha256_md(), NULL); }
 
 uint64_t merkle_split(uint64_t n)
 {

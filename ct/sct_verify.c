@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/sha256.h"
 #include "ct/tbs_der.h"
 
 struct ct_sct_verifier {
@@ -155,7 +156,7 @@ ct_sct_verifier *ct_sct_verifier_new(EVP_PKEY *log_key, char *why, size_t whylen
     unsigned char *der = NULL;
     int len = i2d_PUBKEY(log_key, &der);
     unsigned int mdlen = 0;
-    if (len <= 0 || !EVP_Digest(der, (size_t)len, v->log_id, &mdlen, EVP_sha256(), NULL) ||
+    if (len <= 0 || !EVP_Digest(der, (size_t)len, v->log_id, &mdlen, sha256_md(), NULL) ||
         mdlen != 32) {
         OPENSSL_free(der);
         free(v);
@@ -219,7 +220,7 @@ static int signature_valid(const ct_sct_verifier *v, const SCT *s, X509 *issuer,
     unsigned char ikh[32], *spki = NULL, *sig = NULL;
     unsigned int mdlen = 0;
     int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(issuer), &spki);
-    int ok = n > 0 && EVP_Digest(spki, (size_t)n, ikh, &mdlen, EVP_sha256(), NULL) && mdlen == 32;
+    int ok = n > 0 && EVP_Digest(spki, (size_t)n, ikh, &mdlen, sha256_md(), NULL) && mdlen == 32;
     OPENSSL_free(spki);
     if (!ok)
         return 0;
@@ -264,11 +265,11 @@ static int signature_valid(const ct_sct_verifier *v, const SCT *s, X509 *issuer,
     if (leaf_hash) {
         unsigned char h[32];
         mdlen = 0;
-        r = EVP_Digest(buf, 1 + len, h, &mdlen, EVP_sha256(), NULL) && mdlen == 32 &&
+        r = EVP_Digest(buf, 1 + len, h, &mdlen, sha256_md(), NULL) && mdlen == 32 &&
             CRYPTO_memcmp(h, leaf_hash, 32) == 0;
     } else {
         EVP_MD_CTX *md = EVP_MD_CTX_new();
-        r = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, v->key) == 1 &&
+        r = md && EVP_DigestVerifyInit(md, NULL, sha256_md(), NULL, v->key) == 1 &&
             EVP_DigestVerify(md, sig, sig_len, m, len) == 1;
         EVP_MD_CTX_free(md);
     }

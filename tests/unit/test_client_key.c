@@ -210,6 +210,34 @@ static void test_allowed_key(struct allowed *a)
     CHECK(kd && EVP_PKEY_eq(kd, a->key) == 1, "%s: DER parses: %s", a->label, why);
     EVP_PKEY_free(kd);
 
+    /* An EC key keeps the point it was made from (the certificate's SPKI takes it from there):
+     * OpenSSL's own encoding of the key's point, its curve; other keys and copies carry none. */
+    int nid = NID_undef;
+    size_t plen = 0;
+    const unsigned char *point = k ? client_key_ec_point(k, &nid, &plen) : NULL;
+    if (EVP_PKEY_is_a(a->key, "EC")) {
+        unsigned char enc[200];
+        size_t enclen = 0;
+        char group[32] = "";
+        CHECK(EVP_PKEY_get_octet_string_param(a->key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, enc,
+                                              sizeof enc, &enclen) == 1 &&
+                  EVP_PKEY_get_utf8_string_param(a->key, OSSL_PKEY_PARAM_GROUP_NAME, group,
+                                                 sizeof group, NULL) == 1,
+              "%s: OpenSSL's point", a->label);
+        CHECK(point && plen == enclen && memcmp(point, enc, plen) == 0 && plen == 1 + 2 * a->half &&
+                  point[0] == 0x04,
+              "%s: client_key_ec_point is the uncompressed point", a->label);
+        CHECK(nid == OBJ_sn2nid(group), "%s: client_key_ec_point's curve is %s", a->label, group);
+        EVP_PKEY *copy = k ? EVP_PKEY_dup(k) : NULL;
+        CHECK(copy && client_key_ec_point(copy, &nid, &plen) == NULL &&
+                  client_key_policy_check(copy, why, sizeof why) == 0 &&
+                  client_key_default_md(copy) == a->md_nid,
+              "%s: a copy carries no point and takes the slow paths", a->label);
+        EVP_PKEY_free(copy);
+    } else {
+        CHECK(point == NULL, "%s: no point kept for a non-EC key", a->label);
+    }
+
     if (EVP_PKEY_is_a(a->key, "RSA")) {
         char *p1 = pkcs1_pem(a->key);
         CHECK(p1 && strstr(p1, "-----BEGIN RSA PUBLIC KEY-----"), "%s: PKCS#1 PEM", a->label);
