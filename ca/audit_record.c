@@ -1,7 +1,6 @@
 /*
  * ca/audit_record.c: one audit record's JSON text from an issued certificate (ca/audit_log.h).
  */
-#include <jansson.h>
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -12,6 +11,7 @@
 #include <time.h>
 
 #include "ca/audit_log.h"
+#include "common/json_text.h"
 #include "common/sha256.h"
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -84,11 +84,6 @@ static const char *san_type(enum san_kind k)
     }
 }
 
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
 char *audit_record_json(const audit_entry *e)
 {
     if (!e || !e->cert || !e->p || !e->p->san_value)
@@ -102,30 +97,28 @@ char *audit_record_json(const audit_entry *e)
     char *serial = serial_hex(e->cert);
     if (!serial)
         return NULL;
+    json_text_obj o;
+    json_text_obj_init(&o);
+    json_text_obj_str(&o, "time", when);
+    json_text_obj_str(&o, "serial", serial);
+    json_text_obj_str(&o, "san_type", san_type(e->p->san_kind));
+    json_text_obj_str(&o, "san", e->p->san_value);
+    json_text_obj_str(&o, "issuer", e->oidc_issuer);
+    json_text_obj_str(&o, "subject", e->subject);
+    json_text_obj_str(&o, "key_sha256", fp);
+    json_text_obj_str(&o, "not_before", nb);
+    json_text_obj_str(&o, "not_after", na);
     /* SCT (RFC 6962 §3.2, TLS form): version (1), log id (32), timestamp (8, ms). */
-    json_t *sct_ts = json_null();
     if (e->sct && e->sct_len >= 41) {
         unsigned long long ms = 0;
         for (int i = 0; i < 8; i++)
             ms = (ms << 8) | e->sct[33 + i];
-        json_decref(sct_ts);
-        sct_ts = json_integer((json_int_t)ms);
+        json_text_obj_int(&o, "sct_timestamp", (long long)ms);
+    } else {
+        json_text_obj_str(&o, "sct_timestamp", NULL);
     }
-    json_t *o = json_object();
-    int bad = !o;
-    bad |= json_object_set_new(o, "time", json_string(when));
-    bad |= json_object_set_new(o, "serial", json_string(serial));
-    bad |= json_object_set_new(o, "san_type", json_string(san_type(e->p->san_kind)));
-    bad |= json_object_set_new(o, "san", json_string(e->p->san_value));
-    bad |= json_object_set_new(o, "issuer", str_or_null(e->oidc_issuer));
-    bad |= json_object_set_new(o, "subject", str_or_null(e->subject));
-    bad |= json_object_set_new(o, "key_sha256", json_string(fp));
-    bad |= json_object_set_new(o, "not_before", json_string(nb));
-    bad |= json_object_set_new(o, "not_after", json_string(na));
-    bad |= json_object_set_new(o, "sct_timestamp", sct_ts);
-    bad |= json_object_set_new(o, "request_id", str_or_null(e->request_id));
-    char *out = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
+    json_text_obj_str(&o, "request_id", e->request_id);
+    char *out = json_text_obj_finish(&o);
     free(serial);
     return out;
 }

@@ -2,7 +2,6 @@
 
 #include <ctype.h>
 #include <event2/keyvalq_struct.h>
-#include <jansson.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -11,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_text.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -317,24 +317,25 @@ void request_log_end(struct evhttp_request *req, int status)
         const char *route = ri->route ? ri->route : "(unmatched)";
         char msg[200];
         snprintf(msg, sizeof msg, "%s %s %d", ri->method, route, status);
-        json_t *o = json_object();
-        json_object_set_new(o, "request_id", json_string(ri->id));
-        json_object_set_new(o, "method", json_string(ri->method));
-        json_object_set_new(o, "route", json_string(route));
-        json_object_set_new(o, "status", json_integer(status));
-        json_object_set_new(o, "latency_ms", json_real((double)(long long)(seconds * 1e6) / 1e3));
-        if (ri->peer[0])
-            json_object_set_new(o, "peer", json_string(ri->peer));
-        if (ri->issuer[0])
-            json_object_set_new(o, "issuer", json_string(ri->issuer));
-        if (reason)
-            json_object_set_new(o, "reason", json_string(reason));
-        if (!ri->route)
-            json_object_set_new(o, "path", json_string(ri->path));
-        char *members = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        /* A member whose text is not UTF-8 (a client's path, say) is left out, not the line. */
+        json_text_obj o;
+        json_text_obj_init(&o);
+        json_text_obj_str(&o, "request_id", ri->id);
+        json_text_obj_str(&o, "method", ri->method);
+        json_text_obj_str(&o, "route", route);
+        json_text_obj_int(&o, "status", status);
+        json_text_obj_real(&o, "latency_ms", (double)(long long)(seconds * 1e6) / 1e3, 6);
+        if (ri->peer[0] && json_text_utf8_valid(ri->peer))
+            json_text_obj_str(&o, "peer", ri->peer);
+        if (ri->issuer[0] && json_text_utf8_valid(ri->issuer))
+            json_text_obj_str(&o, "issuer", ri->issuer);
+        if (reason && json_text_utf8_valid(reason))
+            json_text_obj_str(&o, "reason", reason);
+        if (!ri->route && json_text_utf8_valid(ri->path))
+            json_text_obj_str(&o, "path", ri->path);
+        char *members = json_text_obj_finish(&o);
         log_json(LOG_LVL_INFO, "request", msg, members);
         free(members);
-        json_decref(o);
     }
     free(ri);
 }

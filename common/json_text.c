@@ -1,6 +1,11 @@
 /* common/json_text.c: see common/json_text.h. */
 #include "common/json_text.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* The escape of byte c, or NULL when c stands for itself. */
 static const char *escape_of(unsigned char c, char u[7])
 {
@@ -53,4 +58,139 @@ char *json_text_put_quoted(char *dst, const char *s)
     }
     *dst++ = '"';
     return dst;
+}
+
+/* Room for n more bytes (and a NUL); 0 when memory ran short (remembered). */
+static int reserve(json_text_obj *o, size_t n)
+{
+    if (o->failed)
+        return 0;
+    if (o->len + n + 1 <= o->cap)
+        return 1;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n + 1)
+        cap *= 2;
+    char *b = realloc(o->buf, cap);
+    if (!b) {
+        o->failed = 1;
+        return 0;
+    }
+    o->buf = b;
+    o->cap = cap;
+    return 1;
+}
+
+static void put(json_text_obj *o, const char *s, size_t n)
+{
+    if (reserve(o, n)) {
+        memcpy(o->buf + o->len, s, n);
+        o->len += n;
+    }
+}
+
+/* `,"key":` (no comma before the first member) */
+static void put_key(json_text_obj *o, const char *key)
+{
+    if (o->members++)
+        put(o, ",", 1);
+    if (reserve(o, json_text_quoted_len(key) + 1)) {
+        char *end = json_text_put_quoted(o->buf + o->len, key);
+        *end++ = ':';
+        o->len = (size_t)(end - o->buf);
+    }
+}
+
+void json_text_obj_init(json_text_obj *o)
+{
+    *o = (json_text_obj){0};
+    put(o, "{", 1);
+}
+
+int json_text_utf8_valid(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        unsigned c = *s;
+        size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                               : (c & 0xf8) == 0xf0 ? 3 : 4;
+        if (n == 4 || (n == 1 && c < 0xc2))
+            return 0;
+        unsigned cp = n == 0 ? c : c & (0x3f >> n);
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
+void json_text_obj_str(json_text_obj *o, const char *key, const char *value)
+{
+    if (value && !json_text_utf8_valid(value)) {
+        o->failed = 1; /* json_string would refuse it too */
+        return;
+    }
+    put_key(o, key);
+    if (!value) {
+        put(o, "null", 4);
+    } else if (reserve(o, json_text_quoted_len(value))) {
+        char *end = json_text_put_quoted(o->buf + o->len, value);
+        o->len = (size_t)(end - o->buf);
+    }
+}
+
+void json_text_obj_int(json_text_obj *o, const char *key, long long value)
+{
+    char num[24];
+    int n = snprintf(num, sizeof num, "%lld", value);
+    put_key(o, key);
+    put(o, num, (size_t)n);
+}
+
+void json_text_obj_real(json_text_obj *o, const char *key, double value, int precision)
+{
+    put_key(o, key);
+    char num[64];
+    int n = isfinite(value) ? snprintf(num, sizeof num, "%.*g", precision, value) : -1;
+    if (n <= 0 || (size_t)n >= sizeof num - 3) {
+        put(o, "null", 4);
+        return;
+    }
+    size_t len = (size_t)n;
+    if (!strchr(num, '.') && !strchr(num, 'e')) {
+        memcpy(num + len, ".0", 3);
+        len += 2;
+    }
+    char *e = strchr(num, 'e');
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len + 1 - (size_t)(end - num));
+            len -= (size_t)(end - start);
+        }
+    }
+    put(o, num, len);
+}
+
+char *json_text_obj_finish(json_text_obj *o)
+{
+    put(o, "}", 1);
+    if (o->failed) {
+        free(o->buf);
+        *o = (json_text_obj){0};
+        return NULL;
+    }
+    o->buf[o->len] = '\0';
+    char *text = o->buf;
+    *o = (json_text_obj){0};
+    return text;
 }

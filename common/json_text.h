@@ -18,4 +18,30 @@ size_t json_text_quoted_len(const char *s);
  * json_text_quoted_len(s) bytes; returns the end of what it wrote. */
 char *json_text_put_quoted(char *dst, const char *s);
 
+/* 1 when s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF),
+ * as jansson's json_string requires; else 0. */
+int json_text_utf8_valid(const char *s);
+
+/* A flat JSON object, members in call order, byte for byte as json_dumps with JSON_COMPACT |
+ * JSON_PRESERVE_ORDER writes the same jansson object: {"k":"v","n":1,"r":0.5,"z":null}. The
+ * buffer grows as needed; a failed allocation is remembered and makes json_text_obj_finish
+ * return NULL. */
+typedef struct json_text_obj {
+    char *buf;
+    size_t len, cap;
+    int members, failed;
+} json_text_obj;
+
+void json_text_obj_init(json_text_obj *o);
+/* value NULL: null. A value that is not well-formed UTF-8 fails the object (json_string refuses
+ * it too). */
+void json_text_obj_str(json_text_obj *o, const char *key, const char *value);
+void json_text_obj_int(json_text_obj *o, const char *key, long long value);
+/* As json_real with JSON_REAL_PRECISION(precision): "%.*g", then ".0" when the text has neither
+ * '.' nor 'e', and no '+' or leading zeros in the exponent. Not finite: null (jansson would
+ * refuse the value). */
+void json_text_obj_real(json_text_obj *o, const char *key, double value, int precision);
+/* The text (NUL-terminated, the caller frees it), or NULL when memory ran short. */
+char *json_text_obj_finish(json_text_obj *o);
+
 #endif

@@ -35,8 +35,77 @@ static void same_as_jansson(const char *s, const char *what)
     free(want);
 }
 
+/* The object writer against jansson's json_dumps of the same members. */
+static void object_same_as_jansson(void)
+{
+    const double reals[] = {0.0, 1.0, 3.512, 0.001234, 123456789.0, 1e-7, 2.5e21, -4.25, 1e100,
+                            12.3456789};
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        json_t *j = json_object();
+        json_object_set_new(j, "request_id", json_string("r-1"));
+        json_object_set_new(j, "status", json_integer(-201));
+        json_object_set_new(j, "big", json_integer(9007199254740993LL));
+        json_object_set_new(j, "latency_ms", json_real(reals[i]));
+        json_object_set_new(j, "none", json_null());
+        json_object_set_new(j, "esc\"key", json_string("line\nbreak \xc3\xa9"));
+        char *want = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        json_decref(j);
+
+        json_text_obj o;
+        json_text_obj_init(&o);
+        json_text_obj_str(&o, "request_id", "r-1");
+        json_text_obj_int(&o, "status", -201);
+        json_text_obj_int(&o, "big", 9007199254740993LL);
+        json_text_obj_real(&o, "latency_ms", reals[i], 6);
+        json_text_obj_str(&o, "none", NULL);
+        json_text_obj_str(&o, "esc\"key", "line\nbreak \xc3\xa9");
+        char *got = json_text_obj_finish(&o);
+        CHECK(want && got && strcmp(got, want) == 0, "object with %g: %s, jansson %s", reals[i],
+              got ? got : "-", want ? want : "-");
+        free(got);
+        free(want);
+    }
+    json_text_obj o;
+    json_text_obj_init(&o);
+    char *empty = json_text_obj_finish(&o);
+    CHECK_STREQ(empty, "{}", "an empty object");
+    free(empty);
+    json_text_obj_init(&o);
+    json_text_obj_real(&o, "x", 1.0 / 0.0, 6);
+    char *inf = json_text_obj_finish(&o);
+    CHECK_STREQ(inf, "{\"x\":null}", "a value that is not finite is null");
+    free(inf);
+    const char *bad_utf8[] = {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff",
+                              "a\x80"};
+    for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+        json_t *js = json_string(bad_utf8[i]);
+        json_text_obj_init(&o);
+        json_text_obj_str(&o, "k", bad_utf8[i]);
+        char *t = json_text_obj_finish(&o);
+        CHECK(t == NULL && js == NULL, "ill-formed UTF-8 #%zu fails the object, as json_string",
+              i);
+        free(t);
+        json_decref(js);
+    }
+    json_text_obj_init(&o);
+    json_text_obj_str(&o, "k", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x94\x91\xf4\x8f\xbf\xbf");
+    char *ok = json_text_obj_finish(&o);
+    CHECK(ok != NULL, "2-, 3- and 4-byte UTF-8 up to U+10FFFF pass");
+    free(ok);
+    /* Longer than the first buffer: it grows. */
+    char big[3000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    json_text_obj_init(&o);
+    json_text_obj_str(&o, "k", big);
+    char *grown = json_text_obj_finish(&o);
+    CHECK(grown && strlen(grown) == sizeof big - 1 + 8, "the buffer grows");
+    free(grown);
+}
+
 int main(void)
 {
+    object_same_as_jansson();
     same_as_jansson("", "empty");
     same_as_jansson("plain text", "plain");
     same_as_jansson("-----BEGIN CERTIFICATE-----\nMIIB+z/A==\n-----END CERTIFICATE-----",
