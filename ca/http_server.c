@@ -60,6 +60,7 @@ static long inflight;
  * client with a keep-alive connection cannot keep requests in flight (and the drain from
  * ending) by sending new ones on it, as Go's Server.Shutdown closes connections once idle. */
 static int draining;
+static long refused_draining; /* requests answered 503 because they came during the drain */
 
 long http_server_inflight(void) { return __atomic_load_n(&inflight, __ATOMIC_SEQ_CST); }
 
@@ -280,7 +281,18 @@ static void on_request(struct evhttp_request *req, void *arg)
         evtimer_del(st->timer);
         evhttp_request_set_on_complete_cb(req, on_complete, w);
     }
+    /* In flight first, then the drain flag: a request that finds no drain is counted before
+     * the drain can see zero requests in flight and stop the workers (both sequentially
+     * consistent). One arriving during the drain (on a connection that was idle) is refused at
+     * once: its work (a CT submission, say) could otherwise start after the workers stopped and
+     * never be answered. */
     __atomic_add_fetch(&inflight, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&draining, __ATOMIC_SEQ_CST)) {
+        __atomic_add_fetch(&refused_draining, 1, __ATOMIC_SEQ_CST);
+        static const char body[] = "{\"code\":14,\"message\":\"the server is shutting down\"}";
+        http_reply(req, 503, "application/json", body, sizeof body - 1);
+        return;
+    }
     w->srv->handler(req, w->base, w->srv->arg);
 }
 
@@ -786,6 +798,9 @@ int http_server_run(http_server *srv)
     event_free(sigint);
     event_free(st.poll);
     event_base_free(main_base);
+    long refused = __atomic_exchange_n(&refused_draining, 0, __ATOMIC_SEQ_CST);
+    if (refused > 0)
+        log_info("http", "%ld request(s) refused during the drain (503)", refused);
     log_info("http", "stopped");
     return rc;
 }

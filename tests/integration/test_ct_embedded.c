@@ -13,7 +13,9 @@
  *     in CTL" after the retries; restarted -> certificates again; a wrong log key -> 500.
  *  3. A flaky log in front of the real one (a small HTTP server in this process): 503 with
  *     Retry-After, 429, 408 are retried; 500 and a junk 200 are not.
- *  4. Start-up refusals of the CT flags, and the warning when CT is off.
+ *  4. The drain: SIGTERM while a request waits for a stalled external log answers that request
+ *     and refuses (503) a new one on an idle keep-alive connection; the exit status is 0.
+ *  5. Start-up refusals of the CT flags, and the warning when CT is off.
  */
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -25,6 +27,7 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -779,19 +782,27 @@ static void test_embedded(void)
 }
 
 /* The intermediate-3 fixture chain: intermediate2 (issuing), intermediate1, root. */
-static void test_external(const char *fixtures)
+/* The fixture CA (intermediate-3: cert, key) and a roots file with its chain's root, for an
+ * external log. */
+static void external_ca_files(const char *fixtures, char cert[4096], char keyf[4096],
+                              char roots[4200])
 {
-    char cert[4096], keyf[4096], roots[4200], lstate[4200];
-    snprintf(cert, sizeof cert, "%s/fulcio-fileca/intermediate-3-cert.pem", fixtures);
-    snprintf(keyf, sizeof keyf, "%s/fulcio-fileca/intermediate-3-key.pem", fixtures);
-    snprintf(roots, sizeof roots, "%s/roots.pem", h_tmpdir());
-    snprintf(lstate, sizeof lstate, "%s/ext-log-state", h_tmpdir());
+    snprintf(cert, 4096, "%s/fulcio-fileca/intermediate-3-cert.pem", fixtures);
+    snprintf(keyf, 4096, "%s/fulcio-fileca/intermediate-3-key.pem", fixtures);
+    snprintf(roots, 4200, "%s/roots.pem", h_tmpdir());
     char *chain_text = h_read_file(cert, NULL);
     const char *last = chain_text ? strstr(chain_text, "-----BEGIN CERTIFICATE-----") : NULL;
     for (const char *p = last; p && (p = strstr(p + 1, "-----BEGIN CERTIFICATE-----"));)
         last = p;
     CHECK(last && h_write_file(roots, last) == 0, "external: roots file (the chain's root)");
     free(chain_text);
+}
+
+static void test_external(const char *fixtures)
+{
+    char cert[4096], keyf[4096], roots[4200], lstate[4200];
+    external_ca_files(fixtures, cert, keyf, roots);
+    snprintf(lstate, sizeof lstate, "%s/ext-log-state", h_tmpdir());
 
     int port = h_free_port();
     h_ctlog log;
@@ -1027,6 +1038,107 @@ static void test_flags(void)
     }
 }
 
+/* ---- the drain -------------------------------------------------------------------------- */
+
+/* One HTTP/1.1 request on an open connection; the answer's head and body (up to 4 KiB) in out. */
+static int raw_exchange(int fd, const char *request, char *out, size_t outlen)
+{
+    if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request))
+        return -1;
+    size_t got = 0;
+    long deadline = mono_ms() + 10000;
+    out[0] = '\0';
+    while (got + 1 < outlen && mono_ms() < deadline) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        ssize_t n = recv(fd, out + got, outlen - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        out[got] = '\0';
+        const char *end = strstr(out, "\r\n\r\n"), *cl = strcasestr(out, "content-length:");
+        if (end && cl && cl < end && got >= (size_t)(end + 4 - out) + (size_t)atol(cl + 15))
+            break;
+    }
+    return got ? 0 : -1;
+}
+
+struct pending_request {
+    const char *url;
+    h_response r;
+};
+
+static void *request_thread(void *arg)
+{
+    struct pending_request *p = arg;
+    request_v2(p->url, "drain@example.com", 0, &p->r, NULL);
+    return NULL;
+}
+
+/* SIGTERM while a certificate request waits for its (stalled) log: that request is answered and
+ * the process exits 0; a new request on an idle keep-alive connection is refused at once with
+ * 503 and the connection closed, so no work can start that the stopped workers would strand. */
+static void test_drain(const char *fixtures)
+{
+    char cert[4096], keyf[4096], roots[4200], lstate[4200];
+    external_ca_files(fixtures, cert, keyf, roots);
+    snprintf(lstate, sizeof lstate, "%s/drain-log-state", h_tmpdir());
+    h_ctlog log;
+    if (h_ctlog_start(&log, "ctlog-drain", roots, lstate, 0) != 0) {
+        CHECK(0, "drain: fulcrum ctlog serve starts");
+        return;
+    }
+    const char *extra[] = {"--ct-log-url", log.url, "--ct-log-public-key-path",
+                           log.public_key_path, "--ct-log-timeout", "20s", NULL};
+    h_server srv;
+    h_server_opts o = {.ca = "fileca", .issuer = &g_iss, .fileca_cert = cert,
+                       .fileca_key = keyf, .fileca_passwd = "password123", .extra_args = extra};
+    if (h_server_start(&srv, &o) != 0) {
+        CHECK(0, "drain: server starts");
+        h_proc_stop(&log.proc, 5000);
+        return;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char answer[4096];
+    static const char get[] = "GET /api/v2/configuration HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              raw_exchange(fd, get, answer, sizeof answer) == 0 &&
+              strncmp(answer, "HTTP/1.1 200", 12) == 0,
+          "drain: a keep-alive connection served before the signal (%.40s)", answer);
+
+    kill(log.proc.pid, SIGSTOP);
+    struct pending_request pr = {.url = srv.url};
+    pthread_t t;
+    int started = pthread_create(&t, NULL, request_thread, &pr) == 0;
+    usleep(h_scaled(500, 500) * 1000); /* the request now waits for the log */
+    kill(srv.proc.pid, SIGTERM);
+    usleep(300000);
+    CHECK(raw_exchange(fd, get, answer, sizeof answer) == 0 &&
+              strncmp(answer, "HTTP/1.1 503", 12) == 0 && strcasestr(answer, "connection: close") &&
+              strstr(answer, "{\"code\":14,\"message\":\"the server is shutting down\"}"),
+          "drain: a new request on the idle connection gets 503 \"the server is shutting down\" "
+          "and Connection: close (%.300s)",
+          answer);
+    kill(log.proc.pid, SIGCONT);
+    if (started)
+        pthread_join(t, NULL);
+    CHECK(started && pr.r.status == 200 && pr.r.body &&
+              strstr(pr.r.body, "signedCertificateEmbeddedSct"),
+          "drain: the request in flight at the signal gets its certificate (%ld %.200s)",
+          pr.r.status, pr.r.body ? pr.r.body : "");
+    h_response_free(&pr.r);
+    if (fd >= 0)
+        close(fd);
+    int code = h_proc_stop(&srv.proc, 20000);
+    CHECK(code == 0, "drain: exit status %d, want 0", code);
+    CHECK(stderr_has(&srv.proc, "1 request(s) refused during the drain"),
+          "drain: the refusal is logged");
+    CHECK(h_proc_stop(&log.proc, 10000) == 0, "drain: the log stops cleanly");
+}
+
 int main(void)
 {
     if (h_init("ct-embedded") != 0)
@@ -1039,6 +1151,7 @@ int main(void)
     }
     test_embedded();
     test_external(fixtures);
+    test_drain(fixtures);
     test_flags();
     int code = h_proc_stop(&g_iss.proc, 5000);
     CHECK(code == 0, "dev issuer exit status %d after SIGTERM, want 0", code);
