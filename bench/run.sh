@@ -77,6 +77,12 @@ cores=$(nproc)
 hz=$(getconf CLK_TCK)
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" | tail -1; } # KEY < text -> value
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+io_written() { awk '$1 == "write_bytes:" {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+# delta NAME: the growth of a metric (a counter, or a histogram's _sum/_count) over full speed
+delta() {
+  awk -v n="$1" '$1 == n {v[FILENAME] = $2} END {printf "%.6f", v[ARGV[2]] - v[ARGV[1]]}' \
+    "$tmp/metrics.0" "$tmp/metrics.1"
+}
 rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
@@ -129,7 +135,8 @@ case $ca in
 esac
 "$build/fulcrum" serve --host 127.0.0.1 --port 0 --port-file "$tmp/port" "${ca_args[@]}" \
   --config-path "$tmp/config.json" "${ct_args[@]}" --state-dir "$tmp/state" \
-  --log-level "$log_level" --metrics-port 0 --idle-connection-timeout 600s \
+  --log-level "$log_level" --metrics-port 0 --metrics-port-file "$tmp/metrics.port" \
+  --idle-connection-timeout 600s \
   2>"$tmp/fulcrum.log" &
 fpid=$!
 pids+=($fpid)
@@ -162,9 +169,14 @@ if [[ $perf == 1 ]]; then
   perf_pid=$!
   sleep 0.3
 fi
+metrics() { curl -fsS "http://127.0.0.1:$(cat "$tmp/metrics.port")/metrics" 2>/dev/null || true; }
+metrics >"$tmp/metrics.0"
+io0=$(io_written "$fpid")
 cpu0=$(cpu_ticks "$fpid")
 loadgen full --max --duration "$duration"
 cpu1=$(cpu_ticks "$fpid")
+io1=$(io_written "$fpid")
+metrics >"$tmp/metrics.1"
 full=$result
 rps=$(field rps <<<"$full")
 ok=$(field ok <<<"$full")
@@ -219,9 +231,23 @@ printf '%-22s %s/s; ms p50 %s  p99 %s  p99.9 %s\n' "half load:" "$half" \
 printf '%-22s %s s over the full-speed phase = %s us per issuance (floor %s us)\n' "server CPU:" \
   "$server_cpu" "$cpu_us" "$floor_us"
 printf '%-22s %s us per request\n' "loadgen CPU:" "$(field cpu_us_per_req <<<"$full")"
+disk_kib=$(awk -v b="$((io1 - io0))" -v n="$ok" 'BEGIN {printf "%.1f", (n > 0 ? b / n / 1024 : 0)}')
+storage="$disk_kib KiB written to disk per issuance"
+if [[ $ct == embedded ]]; then
+  storage+=$(awk -v cn="$(delta fulcrum_ct_log_batch_entries_count)" \
+    -v cs="$(delta fulcrum_ct_log_batch_entries_sum)" -v ms="$(delta fulcrum_ct_log_commit_seconds_sum)" \
+    -v ws="$(delta fulcrum_ct_submit_seconds_sum)" -v wn="$(delta fulcrum_ct_submit_seconds_count)" \
+    'BEGIN {if (cn > 0 && wn > 0) printf "; CT log: %.1f entries per commit, %.2f ms per commit, a submission waits %.2f ms", cs / cn, ms / cn * 1000, ws / wn * 1000}')
+fi
+storage+=$(awk -v an="$(delta fulcrum_audit_batch_records_count)" \
+  -v as="$(delta fulcrum_audit_batch_records_sum)" -v ss="$(delta fulcrum_audit_sync_seconds_sum)" \
+  -v sn="$(delta fulcrum_audit_sync_seconds_count)" \
+  'BEGIN {if (an > 0 && sn > 0) printf "; audit log: %.1f records per sync, %.2f ms per sync", as / an, ss / sn * 1000}')
+printf '%-22s %s\n' "storage (full speed):" "$storage"
 printf '%-22s %s MiB at start, %s after full speed, %s with %s idle connections + load; peak %s (VmHWM)\n' \
   "server RSS:" "$(mib "$rss_start")" "$(mib "$rss_full")" "$(mib "$rss_max")" "$idle" "$(mib "$peak")"
 printf '%-22s %s\n' "errors:" "$errors"
 echo "BENCH rps=$rps floor_rps=$floor_rps ratio=$ratio p99_ms=$(field p99_ms <<<"$full")" \
   "p99_half_ms=$(field p99_ms <<<"$half_result") cpu_us_per_issuance=$cpu_us floor_us=$floor_us" \
+  "disk_kib_per_issuance=$disk_kib" \
   "rss_idle_mib=$(mib "$rss_max") peak_rss_mib=$(mib "$peak") errors=$errors"
