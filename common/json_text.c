@@ -60,50 +60,37 @@ char *json_text_put_quoted(char *dst, const char *s)
     return dst;
 }
 
-/* Room for n more bytes (and a NUL); 0 when memory ran short (remembered). */
-static int reserve(json_text_obj *o, size_t n)
+/* s as a JSON string literal, appended. */
+static void put_quoted(struct strbuf *sb, const char *s)
 {
-    if (o->failed)
-        return 0;
-    if (o->len + n + 1 <= o->cap)
-        return 1;
-    size_t cap = o->cap ? o->cap : 256;
-    while (cap < o->len + n + 1)
-        cap *= 2;
-    char *b = realloc(o->buf, cap);
-    if (!b) {
-        o->failed = 1;
-        return 0;
+    char u[7];
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    sb_putc(sb, '"');
+    for (; *p; p++) {
+        const char *e = escape_of(*p, u);
+        if (e) {
+            sb_putn(sb, (const char *)run, (size_t)(p - run));
+            sb_puts(sb, e);
+            run = p + 1;
+        }
     }
-    o->buf = b;
-    o->cap = cap;
-    return 1;
-}
-
-static void put(json_text_obj *o, const char *s, size_t n)
-{
-    if (reserve(o, n)) {
-        memcpy(o->buf + o->len, s, n);
-        o->len += n;
-    }
+    sb_putn(sb, (const char *)run, (size_t)(p - run));
+    sb_putc(sb, '"');
 }
 
 /* `,"key":` (no comma before the first member) */
 static void put_key(json_text_obj *o, const char *key)
 {
     if (o->members++)
-        put(o, ",", 1);
-    if (reserve(o, json_text_quoted_len(key) + 1)) {
-        char *end = json_text_put_quoted(o->buf + o->len, key);
-        *end++ = ':';
-        o->len = (size_t)(end - o->buf);
-    }
+        sb_putc(&o->sb, ',');
+    put_quoted(&o->sb, key);
+    sb_putc(&o->sb, ':');
 }
 
 void json_text_obj_init(json_text_obj *o)
 {
     *o = (json_text_obj){0};
-    put(o, "{", 1);
+    sb_putc(&o->sb, '{');
 }
 
 int json_text_utf8_valid(const char *text)
@@ -136,20 +123,16 @@ void json_text_obj_str(json_text_obj *o, const char *key, const char *value)
         return;
     }
     put_key(o, key);
-    if (!value) {
-        put(o, "null", 4);
-    } else if (reserve(o, json_text_quoted_len(value))) {
-        char *end = json_text_put_quoted(o->buf + o->len, value);
-        o->len = (size_t)(end - o->buf);
-    }
+    if (value)
+        put_quoted(&o->sb, value);
+    else
+        sb_puts(&o->sb, "null");
 }
 
 void json_text_obj_int(json_text_obj *o, const char *key, long long value)
 {
-    char num[24];
-    int n = snprintf(num, sizeof num, "%lld", value);
     put_key(o, key);
-    put(o, num, (size_t)n);
+    sb_printf(&o->sb, "%lld", value);
 }
 
 void json_text_obj_real(json_text_obj *o, const char *key, double value, int precision)
@@ -158,7 +141,7 @@ void json_text_obj_real(json_text_obj *o, const char *key, double value, int pre
     char num[64];
     int n = isfinite(value) ? snprintf(num, sizeof num, "%.*g", precision, value) : -1;
     if (n <= 0 || (size_t)n >= sizeof num - 3) {
-        put(o, "null", 4);
+        sb_puts(&o->sb, "null");
         return;
     }
     size_t len = (size_t)n;
@@ -178,19 +161,17 @@ void json_text_obj_real(json_text_obj *o, const char *key, double value, int pre
             len -= (size_t)(end - start);
         }
     }
-    put(o, num, len);
+    sb_putn(&o->sb, num, len);
 }
 
 char *json_text_obj_finish(json_text_obj *o)
 {
-    put(o, "}", 1);
-    if (o->failed) {
-        free(o->buf);
-        *o = (json_text_obj){0};
-        return NULL;
-    }
-    o->buf[o->len] = '\0';
-    char *text = o->buf;
+    sb_putc(&o->sb, '}');
+    char *text = NULL;
+    if (o->failed)
+        sb_free(&o->sb);
+    else
+        text = sb_finish(&o->sb);
     *o = (json_text_obj){0};
     return text;
 }

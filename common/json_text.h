@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "common/strbuf.h"
+
 /* Bytes of s as a JSON string literal, the two quotes included. */
 size_t json_text_quoted_len(const char *s);
 
@@ -27,8 +29,7 @@ int json_text_utf8_valid(const char *s);
  * buffer grows as needed; a failed allocation is remembered and makes json_text_obj_finish
  * return NULL. */
 typedef struct json_text_obj {
-    char *buf;
-    size_t len, cap;
+    struct strbuf sb;
     int members, failed;
 } json_text_obj;
 

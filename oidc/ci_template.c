@@ -11,7 +11,7 @@
 #include "oidc/go_template.h"
 #include "oidc/go_url.h"
 #include "oidc/principal_internal.h"
-#include "oidc/strbuf.h"
+#include "common/strbuf.h"
 
 /* ExtensionTemplates keys (Go field names of certificate.Extensions, in field order) and the
  * OID arc each fills. Issuer and Subject are not templated: always iss and sub. */

@@ -4,7 +4,7 @@
  */
 #include "oidc/go_strconv.h"
 
-#include "oidc/strbuf.h"
+#include "common/strbuf.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
 
 #include "oidc/go_strconv.h"
 #include "oidc/go_template_internal.h"
-#include "oidc/strbuf.h"
+#include "common/strbuf.h"
 
 enum vkind { V_NONE, V_STR, V_BOOL, V_INT, V_MAP };
 

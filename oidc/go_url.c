@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "oidc/go_strconv.h"
-#include "oidc/strbuf.h"
+#include "common/strbuf.h"
 
 enum mode { M_PATH, M_HOST, M_USERPASS, M_FRAGMENT };
 

@@ -798,28 +798,41 @@ static void external_ca_files(const char *fixtures, char cert[4096], char keyf[4
     free(chain_text);
 }
 
-static void test_external(const char *fixtures)
+/* An external log (fulcrum ctlog serve on `port`, 0 = any, state in <tmp>/<state>, roots: the
+ * fixture CA's root) and a fileca server with the fixture CA using it (--ct-log-timeout
+ * `timeout`). roots and lstate receive the log's files. 0, or -1 with nothing left running. */
+static int external_start(const char *fixtures, const char *what, const char *state,
+                          const char *log_name, int port, const char *timeout, char roots[4200],
+                          char lstate[4200], h_ctlog *log, h_server *srv)
 {
-    char cert[4096], keyf[4096], roots[4200], lstate[4200];
+    char cert[4096], keyf[4096];
     external_ca_files(fixtures, cert, keyf, roots);
-    snprintf(lstate, sizeof lstate, "%s/ext-log-state", h_tmpdir());
-
-    int port = h_free_port();
-    h_ctlog log;
-    if (port <= 0 || h_ctlog_start(&log, "ctlog-1", roots, lstate, port) != 0) {
-        CHECK(0, "external: fulcrum ctlog serve starts");
-        return;
+    snprintf(lstate, 4200, "%s/%s", h_tmpdir(), state);
+    if (port < 0 || h_ctlog_start(log, log_name, roots, lstate, port) != 0) {
+        CHECK(0, "%s: fulcrum ctlog serve starts", what);
+        return -1;
     }
-    const char *extra[] = {"--ct-log-url", log.url, "--ct-log-public-key-path",
-                           log.public_key_path, "--ct-log-timeout", "3s", NULL};
-    h_server srv;
+    const char *extra[] = {"--ct-log-url", log->url, "--ct-log-public-key-path",
+                           log->public_key_path, "--ct-log-timeout", timeout, NULL};
     h_server_opts o = {.ca = "fileca", .issuer = &g_iss, .fileca_cert = cert,
                        .fileca_key = keyf, .fileca_passwd = "password123", .extra_args = extra};
-    if (h_server_start(&srv, &o) != 0) {
-        CHECK(0, "external: server starts");
-        h_proc_stop(&log.proc, 5000);
-        return;
+    if (h_server_start(srv, &o) != 0) {
+        CHECK(0, "%s: server starts", what);
+        h_proc_stop(&log->proc, 5000);
+        return -1;
     }
+    return 0;
+}
+
+static void test_external(const char *fixtures)
+{
+    char roots[4200], lstate[4200];
+    int port = h_free_port();
+    h_ctlog log;
+    h_server srv;
+    if (external_start(fixtures, "external", "ext-log-state", "ctlog-1", port > 0 ? port : -1,
+                       "3s", roots, lstate, &log, &srv) != 0)
+        return;
     h_response r;
     EVP_PKEY *key = NULL;
     request_v2(srv.url, "ext-1@example.com", 0, &r, &key);
@@ -878,7 +891,10 @@ static void test_external(const char *fixtures)
     free(wpem);
     EVP_PKEY_free(wk);
     const char *extra2[] = {"--ct-log-url", log2.url, "--ct-log-public-key-path", wrong, NULL};
-    o.extra_args = extra2;
+    char cert[4096], keyf[4096];
+    external_ca_files(fixtures, cert, keyf, roots);
+    h_server_opts o = {.ca = "fileca", .issuer = &g_iss, .fileca_cert = cert,
+                       .fileca_key = keyf, .fileca_passwd = "password123", .extra_args = extra2};
     if (log2.proc.pid && h_server_start(&srv, &o) == 0) {
         request_v2(srv.url, "ext-wrongkey@example.com", 0, &r, NULL);
         CHECK(h_is_error(&r, 500, 13, MSG_CTL), "wrong log key -> 500 %s", MSG_CTL);
@@ -1081,24 +1097,12 @@ static void *request_thread(void *arg)
  * 503 and the connection closed, so no work can start that the stopped workers would strand. */
 static void test_drain(const char *fixtures)
 {
-    char cert[4096], keyf[4096], roots[4200], lstate[4200];
-    external_ca_files(fixtures, cert, keyf, roots);
-    snprintf(lstate, sizeof lstate, "%s/drain-log-state", h_tmpdir());
+    char roots[4200], lstate[4200];
     h_ctlog log;
-    if (h_ctlog_start(&log, "ctlog-drain", roots, lstate, 0) != 0) {
-        CHECK(0, "drain: fulcrum ctlog serve starts");
-        return;
-    }
-    const char *extra[] = {"--ct-log-url", log.url, "--ct-log-public-key-path",
-                           log.public_key_path, "--ct-log-timeout", "20s", NULL};
     h_server srv;
-    h_server_opts o = {.ca = "fileca", .issuer = &g_iss, .fileca_cert = cert,
-                       .fileca_key = keyf, .fileca_passwd = "password123", .extra_args = extra};
-    if (h_server_start(&srv, &o) != 0) {
-        CHECK(0, "drain: server starts");
-        h_proc_stop(&log.proc, 5000);
+    if (external_start(fixtures, "drain", "drain-log-state", "ctlog-drain", 0, "20s", roots,
+                       lstate, &log, &srv) != 0)
         return;
-    }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -1,7 +1,7 @@
 /*
- * oidc/strbuf.c: growable string (see strbuf.h).
+ * common/strbuf.c: growable string (see strbuf.h).
  */
-#include "oidc/strbuf.h"
+#include "common/strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

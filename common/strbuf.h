@@ -1,13 +1,13 @@
 /*
- * oidc/strbuf.h: a growable NUL-terminated string for the Go-compatible formatters
- * (go_strconv, go_url, go_template, ci_template).
+ * common/strbuf.h: a growable NUL-terminated string (for the Go-compatible formatters
+ * go_strconv, go_url, go_template and ci_template, and for common/json_text).
  *
  * Usage: struct strbuf b = {0}; sb_puts(&b, ...); char *s = sb_finish(&b);
  * An allocation failure is sticky: later appends do nothing and sb_finish returns NULL (and
  * frees). sb_finish on an empty buffer returns "" (malloc'd). Not shared between threads.
  */
-#ifndef FULCRUM_OIDC_STRBUF_H
-#define FULCRUM_OIDC_STRBUF_H
+#ifndef FULCRUM_COMMON_STRBUF_H
+#define FULCRUM_COMMON_STRBUF_H
 
 #include <stddef.h>
 
