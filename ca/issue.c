@@ -132,10 +132,10 @@ static int attach_signature(X509 *x, const X509_ALGOR *alg, const unsigned char 
     return 1;
 }
 
-/* Writes a DER length at p (when p is not NULL); returns its size. */
+/* Writes a DER length (below 2^32) at p (when p is not NULL); returns its size. */
 static size_t der_len(unsigned char *p, size_t len)
 {
-    size_t n = len < 0x80 ? 0 : len <= 0xff ? 1 : len <= 0xffff ? 2 : 3;
+    size_t n = len < 0x80 ? 0 : len <= 0xff ? 1 : len <= 0xffff ? 2 : len <= 0xffffff ? 3 : 4;
     if (p) {
         if (n == 0) {
             p[0] = (unsigned char)len;
@@ -162,6 +162,10 @@ static int store_signed_der(X509 *x, const unsigned char *tbs, size_t tbslen,
     int alglen = alg ? i2d_X509_ALGOR(alg, &alg_der) : -1;
     if (alglen <= 0)
         return 0;
+    if (tbslen > 0x7fffffff || siglen > 0xffff) {
+        OPENSSL_free(alg_der);
+        return 1; /* stores nothing: users call i2d_X509 */
+    }
     size_t bits = 1 + siglen; /* the unused-bits byte, then the signature */
     size_t body = tbslen + (size_t)alglen + 1 + der_len(NULL, bits) + bits;
     size_t total = 1 + der_len(NULL, body) + body;
