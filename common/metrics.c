@@ -1,4 +1,5 @@
 #include "common/metrics.h"
+#include "common/strbuf.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -440,63 +441,31 @@ void metrics_gauge_func_remove(metrics_registry *r, const char *name)
 
 /* ---- rendering --------------------------------------------------------------------------- */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(struct buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* HELP text: \ and newline escaped; label values also ". */
-static void put_escaped(struct buf *b, const char *s, int quote)
+static void put_escaped(struct strbuf *b, const char *s, int quote)
 {
     for (const char *p = s; *p; p++) {
         if (*p == '\\')
-            puts_(b, "\\\\");
+            sb_puts(b, "\\\\");
         else if (*p == '\n')
-            puts_(b, "\\n");
+            sb_puts(b, "\\n");
         else if (quote && *p == '"')
-            puts_(b, "\\\"");
+            sb_puts(b, "\\\"");
         else
-            put(b, p, 1);
+            sb_putn(b, p, 1);
     }
 }
 
 /* Go's strconv.FormatFloat(v, 'g', -1, 64) for the values Prometheus writes. */
-static void put_float(struct buf *b, double v)
+static void put_float(struct strbuf *b, double v)
 {
     char tmp[40];
     if (isnan(v)) {
-        puts_(b, "NaN");
+        sb_puts(b, "NaN");
         return;
     }
     if (isinf(v)) {
-        puts_(b, v > 0 ? "+Inf" : "-Inf");
+        sb_puts(b, v > 0 ? "+Inf" : "-Inf");
         return;
     }
     /* The fewest digits that read back as v; then %e when the exponent is < -4 or >= 6 (Go's
@@ -511,52 +480,52 @@ static void put_float(struct buf *b, double v)
     int exp = e ? atoi(e + 1) : 0;
     if (exp >= -4 && exp < 6)
         snprintf(tmp, sizeof tmp, "%.*f", prec - exp > 0 ? prec - exp : 0, v);
-    puts_(b, tmp);
+    sb_puts(b, tmp);
 }
 
-static void put_u64(struct buf *b, uint64_t v)
+static void put_u64(struct strbuf *b, uint64_t v)
 {
     char tmp[24];
     snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    puts_(b, tmp);
+    sb_puts(b, tmp);
 }
 
 /* {a="x",b="y"[,le="..."]} or nothing. */
-static void put_labels(struct buf *b, const metric_family *f, const metric_series *s,
+static void put_labels(struct strbuf *b, const metric_family *f, const metric_series *s,
                        const char *le)
 {
     if (f->nlabels == 0 && !le)
         return;
-    puts_(b, "{");
+    sb_puts(b, "{");
     for (int i = 0; i < f->nlabels; i++) {
         if (i)
-            puts_(b, ",");
-        puts_(b, f->labels[i]);
-        puts_(b, "=\"");
+            sb_puts(b, ",");
+        sb_puts(b, f->labels[i]);
+        sb_puts(b, "=\"");
         put_escaped(b, s->values[i], 1);
-        puts_(b, "\"");
+        sb_puts(b, "\"");
     }
     if (le) {
         if (f->nlabels)
-            puts_(b, ",");
-        puts_(b, "le=\"");
-        puts_(b, le);
-        puts_(b, "\"");
+            sb_puts(b, ",");
+        sb_puts(b, "le=\"");
+        sb_puts(b, le);
+        sb_puts(b, "\"");
     }
-    puts_(b, "}");
+    sb_puts(b, "}");
 }
 
-static void render_series(struct buf *b, const metric_family *f, const metric_series *s)
+static void render_series(struct strbuf *b, const metric_family *f, const metric_series *s)
 {
     if (f->type != METRIC_HISTOGRAM) {
-        puts_(b, f->name);
+        sb_puts(b, f->name);
         put_labels(b, f, s, NULL);
-        puts_(b, " ");
+        sb_puts(b, " ");
         if (f->type == METRIC_COUNTER)
             put_u64(b, (uint64_t)metric_value(s));
         else
             put_float(b, metric_value(s));
-        puts_(b, "\n");
+        sb_puts(b, "\n");
         return;
     }
     /* Read the count first: buckets and sum then cover at least that many observations. */
@@ -566,7 +535,7 @@ static void render_series(struct buf *b, const metric_family *f, const metric_se
         cum += atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
         char le[40];
         if (i < f->nbounds) {
-            struct buf t = {0};
+            struct strbuf t = {0};
             put_float(&t, f->bounds[i]);
             snprintf(le, sizeof le, "%s", t.p ? t.p : "0");
             free(t.p);
@@ -575,25 +544,25 @@ static void render_series(struct buf *b, const metric_family *f, const metric_se
             if (cum < count)
                 cum = count;
         }
-        puts_(b, f->name);
-        puts_(b, "_bucket");
+        sb_puts(b, f->name);
+        sb_puts(b, "_bucket");
         put_labels(b, f, s, le);
-        puts_(b, " ");
+        sb_puts(b, " ");
         put_u64(b, cum);
-        puts_(b, "\n");
+        sb_puts(b, "\n");
     }
-    puts_(b, f->name);
-    puts_(b, "_sum");
+    sb_puts(b, f->name);
+    sb_puts(b, "_sum");
     put_labels(b, f, s, NULL);
-    puts_(b, " ");
+    sb_puts(b, " ");
     put_float(b, metric_hist_sum(s));
-    puts_(b, "\n");
-    puts_(b, f->name);
-    puts_(b, "_count");
+    sb_puts(b, "\n");
+    sb_puts(b, f->name);
+    sb_puts(b, "_count");
     put_labels(b, f, s, NULL);
-    puts_(b, " ");
+    sb_puts(b, " ");
     put_u64(b, cum > count ? cum : count);
-    puts_(b, "\n");
+    sb_puts(b, "\n");
 }
 
 static const char *type_name(enum metric_type t)
@@ -609,23 +578,23 @@ char *metrics_render(metrics_registry *r, size_t *len)
 {
     if (!r)
         return NULL;
-    struct buf b = {0};
+    struct strbuf b = {0};
     pthread_mutex_lock(&r->mu);
     for (metric_family *f = r->first; f; f = f->next) {
-        puts_(&b, "# HELP ");
-        puts_(&b, f->name);
-        puts_(&b, " ");
+        sb_puts(&b, "# HELP ");
+        sb_puts(&b, f->name);
+        sb_puts(&b, " ");
         put_escaped(&b, f->help, 0);
-        puts_(&b, "\n# TYPE ");
-        puts_(&b, f->name);
-        puts_(&b, " ");
-        puts_(&b, type_name(f->type));
-        puts_(&b, "\n");
+        sb_puts(&b, "\n# TYPE ");
+        sb_puts(&b, f->name);
+        sb_puts(&b, " ");
+        sb_puts(&b, type_name(f->type));
+        sb_puts(&b, "\n");
         if (f->fn) {
-            puts_(&b, f->name);
-            puts_(&b, " ");
+            sb_puts(&b, f->name);
+            sb_puts(&b, " ");
             put_float(&b, f->fn(f->fn_arg));
-            puts_(&b, "\n");
+            sb_puts(&b, "\n");
             continue;
         }
         if (f->nlabels == 0)
@@ -635,16 +604,9 @@ char *metrics_render(metrics_registry *r, size_t *len)
             render_series(&b, f, f->series[i]);
     }
     pthread_mutex_unlock(&r->mu);
-    if (b.oom || !b.p) {
-        free(b.p);
-        if (!b.oom && (b.p = strdup("")) != NULL) {
-            if (len)
-                *len = 0;
-            return b.p;
-        }
-        return NULL;
-    }
-    if (len)
-        *len = b.len;
-    return b.p;
+    size_t n = b.len;
+    char *text = sb_finish(&b); /* NULL when memory ran short; "" when nothing was rendered */
+    if (text && len)
+        *len = n;
+    return text;
 }

@@ -1,6 +1,7 @@
 /*
  * common/strbuf.h: a growable NUL-terminated string (for the Go-compatible formatters
- * go_strconv, go_url, go_template and ci_template, and for common/json_text).
+ * go_strconv, go_url, go_template and ci_template, and for common/json_text and
+ * common/metrics).
  *
  * Usage: struct strbuf b = {0}; sb_puts(&b, ...); char *s = sb_finish(&b);
  * An allocation failure is sticky: later appends do nothing and sb_finish returns NULL (and
