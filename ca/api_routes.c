@@ -9,6 +9,7 @@
 #include "ca/api.h"
 #include "ca/http_server.h"
 #include "ca/request_log.h"
+#include "common/json_text.h"
 #include "common/log.h"
 
 static int grpc_http_status(enum grpc_code code)
@@ -58,6 +59,7 @@ void api_reply_error(struct evhttp_request *req, enum grpc_code code, const char
         snprintf(text, sizeof text, "%s: %s", message, detail);
     else
         snprintf(text, sizeof text, "%s", message);
+    json_text_utf8_scrub(text); /* a parser's message may quote the client's bytes */
     int status = grpc_http_status(code);
     const char *uri = evhttp_request_get_uri(req);
     if (status >= 500)

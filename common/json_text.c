@@ -93,27 +93,48 @@ void json_text_obj_init(json_text_obj *o)
     sb_putc(&o->sb, '{');
 }
 
+/* The length (1-4) of the well-formed UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, at most U+10FFFF), or 0. *s is not NUL. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = *s;
+    size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
+                           : (c & 0xf8) == 0xf0 ? 3 : 4;
+    if (n == 4 || (n == 1 && c < 0xc2))
+        return 0;
+    unsigned cp = n == 0 ? c : c & (0x3f >> n);
+    for (size_t i = 1; i <= n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n + 1;
+}
+
 int json_text_utf8_valid(const char *text)
 {
-    const unsigned char *s = (const unsigned char *)text;
-    while (*s) {
-        unsigned c = *s;
-        size_t n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2
-                               : (c & 0xf8) == 0xf0 ? 3 : 4;
-        if (n == 4 || (n == 1 && c < 0xc2))
+    for (const unsigned char *s = (const unsigned char *)text; *s;) {
+        size_t n = utf8_seq(s);
+        if (!n)
             return 0;
-        unsigned cp = n == 0 ? c : c & (0x3f >> n);
-        for (size_t i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        s += n + 1;
+        s += n;
     }
     return 1;
+}
+
+void json_text_utf8_scrub(char *text)
+{
+    for (unsigned char *s = (unsigned char *)text; *s;) {
+        size_t n = utf8_seq(s);
+        if (n) {
+            s += n;
+        } else {
+            *s++ = '?';
+        }
+    }
 }
 
 void json_text_obj_str(json_text_obj *o, const char *key, const char *value)

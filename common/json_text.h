@@ -24,6 +24,11 @@ char *json_text_put_quoted(char *dst, const char *s);
  * as jansson's json_string requires; else 0. */
 int json_text_utf8_valid(const char *s);
 
+/* Replaces, in place, every byte of s that is not part of a well-formed UTF-8 sequence with '?',
+ * so that the text can go into a JSON string (an error message quoting a client's bytes, or cut
+ * inside a character by snprintf). */
+void json_text_utf8_scrub(char *s);
+
 /* A flat JSON object, members in call order, byte for byte as json_dumps with JSON_COMPACT |
  * JSON_PRESERVE_ORDER writes the same jansson object: {"k":"v","n":1,"r":0.5,"z":null}. The
  * buffer grows as needed; a failed allocation is remembered and makes json_text_obj_finish

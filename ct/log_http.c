@@ -23,6 +23,7 @@
 
 #include "ca/http_server.h"
 #include "common/base64.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "ct/chain_check.h"
 #include "ct/log_internal.h"
@@ -42,6 +43,7 @@ static void reply_error(struct evhttp_request *req, int status, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    json_text_utf8_scrub(msg); /* a parser's message may quote the client's bytes */
     const char *uri = evhttp_request_get_uri(req);
     if (status >= 500)
         log_error("ctlog", "%s -> %d: %s", uri ? uri : "?", status, msg);

@@ -696,6 +696,13 @@ static void test_bad_tokens(const suite *s)
     expect_error(s, "no token", "/api/v2/signingCert", body, NULL, MSG_TOKEN);
     free(body);
     EVP_PKEY_free(key);
+
+    /* "\é" is an invalid escape, and jansson's message quotes the token up to the first byte of
+     * the é only: the bad byte is shown as '?' and the answer is still a 400 naming the check
+     * (it was a 500 "internal error": the message was not valid UTF-8, so not JSON). */
+    expect_error_why(s, "an invalid escape before a UTF-8 character", "/api/v2/signingCert",
+                     "{\"credentials\\\xc3\xa9\":1}", NULL,
+                     "invalid request body: invalid JSON at line 1", "invalid escape near");
 }
 
 static void test_bad_keys_and_proofs(const suite *s)

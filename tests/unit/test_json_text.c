@@ -103,8 +103,33 @@ static void object_same_as_jansson(void)
     free(grown);
 }
 
+/* Ill-formed bytes become '?', well-formed sequences stay; the result is valid UTF-8. */
+static void scrub(void)
+{
+    const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "plain"},
+        {"caf\xc3\xa9 \xf0\x9f\x94\x91", "caf\xc3\xa9 \xf0\x9f\x94\x91"},
+        {"cut \xc3", "cut ?"},
+        {"cut \xf0\x9f\x94", "cut ???"},
+        {"overlong \xc0\xaf", "overlong ??"},
+        {"surrogate \xed\xa0\x80", "surrogate ???"},
+        {"\xe9near '\"x\\\xe9'", "?near '\"x\\?'"},
+        {"\xff\xfe", "??"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        json_text_utf8_scrub(buf);
+        CHECK(strcmp(buf, cases[i].out) == 0 && json_text_utf8_valid(buf),
+              "scrub #%zu: %s", i, buf);
+    }
+}
+
 int main(void)
 {
+    scrub();
     object_same_as_jansson();
     same_as_jansson("", "empty");
     same_as_jansson("plain text", "plain");
