@@ -666,6 +666,10 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         }
         conn_limit_worker_set_observer(w->climit, conn_opened, conn_closed, w);
         evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->opts.max_body_bytes);
+        /* A body declared over the limit is read and discarded before the 413 goes out:
+         * closing with the client's bytes unread makes the kernel reset the connection,
+         * and the client then sees "broken pipe" instead of the answer. */
+        evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
         evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->opts.max_header_bytes);
         evhttp_set_timeout(w->http, srv->opts.idle_timeout_seconds);
         evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
