@@ -5,10 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "ct/log_index.h"
+
 enum stmt_id {
     S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
     S_LEAF_HASH, S_NODE, S_INSERT_NODE, S_SIZE, S_LATEST_STH, S_INSERT_STH,
-    S_ENTRIES, S_FIND_LEAF, S_FIND_DEDUP, S_INSERT_ENTRY, S_META_GET, S_META_PUT,
+    S_ENTRIES, S_FIND_LEAF, S_FIND_DEDUP, S_INSERT_ENTRY, S_INDEX_DEDUP, S_INDEX_LEAF,
+    S_INDEX_COVERED, S_META_GET, S_META_PUT,
     S_COUNT
 };
 
@@ -27,10 +31,16 @@ static const char *const stmt_sql[S_COUNT] = {
                      "VALUES(?1, ?2, ?3, ?4)",
     [S_ENTRIES] = "SELECT idx, leaf_input, extra_data FROM entries WHERE idx BETWEEN ?1 AND ?2 "
                   "ORDER BY idx",
-    [S_FIND_LEAF] = "SELECT MIN(idx) FROM entries WHERE leaf_hash = ?1 AND idx < ?2",
-    [S_FIND_DEDUP] = "SELECT sct FROM entries WHERE dedup = ?1",
+    [S_FIND_LEAF] = "SELECT MIN(idx) FROM ix.leaf WHERE leaf_hash = ?1 AND idx < ?2",
+    /* A reader's snapshot of the index may be newer than its snapshot of the entries (they are
+     * two databases): a key whose entry it cannot see yet is not found. */
+    [S_FIND_DEDUP] = "SELECT e.sct FROM ix.dedup d JOIN main.entries e ON e.idx = d.idx "
+                     "WHERE d.key = ?1",
     [S_INSERT_ENTRY] = "INSERT INTO entries(idx, leaf_input, extra_data, leaf_hash, dedup, sct) "
-                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(dedup) DO NOTHING",
+                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_INDEX_DEDUP] = "INSERT INTO ix.dedup(key, idx) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING",
+    [S_INDEX_LEAF] = "INSERT INTO ix.leaf(leaf_hash, idx) VALUES(?1, ?2)",
+    [S_INDEX_COVERED] = "INSERT OR REPLACE INTO ix.state(k, v) VALUES('covered', ?1)",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
 };
@@ -39,38 +49,113 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS entries("
     "  idx INTEGER PRIMARY KEY, leaf_input BLOB NOT NULL, extra_data BLOB NOT NULL,"
-    "  leaf_hash BLOB NOT NULL, dedup BLOB NOT NULL UNIQUE, sct BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS entries_by_leaf_hash ON entries(leaf_hash);"
+    "  leaf_hash BLOB NOT NULL, dedup BLOB NOT NULL, sct BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS nodes("
     "  level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,"
     "  PRIMARY KEY(level, idx)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sths("
     "  tree_size INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, root_hash BLOB NOT NULL,"
     "  signature BLOB NOT NULL);"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', x'01');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', x'02');";
+
+/* Schema 1 kept its indexes in the log's database (dedup UNIQUE, an index on leaf_hash): the
+ * entries move to a table without them; the index database is then built from them. */
+static const char migrate_v1[] =
+    "CREATE TABLE entries_v2("
+    "  idx INTEGER PRIMARY KEY, leaf_input BLOB NOT NULL, extra_data BLOB NOT NULL,"
+    "  leaf_hash BLOB NOT NULL, dedup BLOB NOT NULL, sct BLOB NOT NULL);"
+    "INSERT INTO entries_v2 SELECT idx, leaf_input, extra_data, leaf_hash, dedup, sct FROM entries;"
+    "DROP TABLE entries;"
+    "ALTER TABLE entries_v2 RENAME TO entries;"
+    "UPDATE meta SET value = x'02' WHERE key = 'schema_version';";
 
 struct ctlog_db {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
-    int wal_frames; /* writer: frames in the WAL after the last commit (wal_hook) */
+    int writer;
+    /* writer: frames in each WAL after the last commit (wal_hook) */
+    int wal_frames, ix_wal_frames;
 };
 
 /* Replaces SQLite's automatic checkpoint (which is itself a WAL hook): only counts. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
-    ((ctlog_db *)arg)->wal_frames = frames;
+    ctlog_db *d = arg;
+    if (strcmp(name, "main") == 0)
+        d->wal_frames = frames;
+    else
+        d->ix_wal_frames = frames;
     return SQLITE_OK;
 }
 
 int ctlog_db_checkpoint_if(ctlog_db *d, int min_frames)
 {
+    int ret = 0;
+    /* The index is not synced: its checkpoint only copies pages, so it may wait longer. */
+    if (d->ix_wal_frames >= 4 * min_frames) {
+        int rc = sqlite3_wal_checkpoint_v2(d->db, "ix", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        d->ix_wal_frames = 0;
+        if (rc != SQLITE_OK)
+            return -1;
+        ret = 1;
+    }
     if (d->wal_frames < min_frames)
-        return 0;
-    int log_frames = 0, done = 0;
-    int rc = sqlite3_wal_checkpoint_v2(d->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
-                                       &done);
+        return ret;
+    int rc = sqlite3_wal_checkpoint_v2(d->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     d->wal_frames = 0; /* the next commit's hook says how many remain */
     return rc == SQLITE_OK ? 1 : -1;
+}
+
+/* The writer: schema, migration from schema 1, then the index database. */
+static int setup_writer(ctlog_db *d, const char *path, char *why, size_t whylen)
+{
+    char *err = NULL;
+    if (sqlite3_exec(d->db, schema, NULL, NULL, &err) != SQLITE_OK) {
+        snprintf(why, whylen, "cannot set up the log database %s: %s", path,
+                 err ? err : sqlite3_errmsg(d->db));
+        sqlite3_free(err);
+        return -1;
+    }
+    /* The meta statements first: the schema version decides the rest. */
+    for (int i = S_META_GET; i <= S_META_PUT; i++)
+        if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(why, whylen, "cannot prepare a statement on %s: %s", path,
+                     sqlite3_errmsg(d->db));
+            return -1;
+        }
+    unsigned char *v = NULL;
+    size_t vlen = 0;
+    if (ctlog_db_meta_get(d, "schema_version", &v, &vlen) != 1) {
+        snprintf(why, whylen, "cannot read the schema version of %s: %s", path,
+                 sqlite3_errmsg(d->db));
+        return -1;
+    }
+    int version = vlen == 1 ? v[0] : -1;
+    free(v);
+    if (version == 1) {
+        if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(d->db, migrate_v1, NULL, NULL, &err) != SQLITE_OK ||
+            sqlite3_exec(d->db, "COMMIT", NULL, NULL, &err) != SQLITE_OK) {
+            snprintf(why, whylen, "cannot move %s to schema 2: %s", path,
+                     err ? err : sqlite3_errmsg(d->db));
+            sqlite3_free(err);
+            sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        log_info("ctlog", "moved %s from schema 1 to 2 (its indexes go to their own database)",
+                 path);
+    } else if (version != 2) {
+        snprintf(why, whylen, "%s has schema version %d, which this Fulcrum does not know", path,
+                 version);
+        return -1;
+    }
+    char ix[4400];
+    if (ctlog_index_path(path, ix, sizeof ix) != 0) {
+        snprintf(why, whylen, "the log database path is too long: %s", path);
+        return -1;
+    }
+    return ctlog_index_open_writer(d->db, ix, why, whylen);
 }
 
 const char *ctlog_db_error(ctlog_db *db) { return db && db->db ? sqlite3_errmsg(db->db) : "?"; }
@@ -92,17 +177,27 @@ ctlog_db *ctlog_db_open(const char *path, int writer, char *why, size_t whylen)
     const char *pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                                  : "PRAGMA synchronous=FULL; PRAGMA query_only=1;";
     char *err = NULL;
-    if (sqlite3_exec(d->db, pragmas, NULL, NULL, &err) != SQLITE_OK ||
-        (writer && sqlite3_exec(d->db, schema, NULL, NULL, &err) != SQLITE_OK)) {
+    if (sqlite3_exec(d->db, pragmas, NULL, NULL, &err) != SQLITE_OK) {
         snprintf(why, whylen, "cannot set up the log database %s: %s", path,
                  err ? err : sqlite3_errmsg(d->db));
         sqlite3_free(err);
         goto fail;
     }
-    if (writer)
+    char ix[4400];
+    if (writer) {
+        if (setup_writer(d, path, why, whylen) != 0)
+            goto fail;
+        d->writer = 1;
         sqlite3_wal_hook(d->db, wal_hook, d);
+    } else if (ctlog_index_path(path, ix, sizeof ix) != 0 ||
+               ctlog_index_attach_reader(d->db, ix, why, whylen) != 0) {
+        goto fail;
+    }
     for (int i = 0; i < S_COUNT; i++) {
+        if (d->st[i])
+            continue;
         if (!writer && (i == S_INSERT_NODE || i == S_INSERT_STH || i == S_INSERT_ENTRY ||
+                        i == S_INDEX_DEDUP || i == S_INDEX_LEAF || i == S_INDEX_COVERED ||
                         i == S_META_PUT || i == S_BEGIN_WRITE))
             continue;
         if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
@@ -122,6 +217,9 @@ void ctlog_db_close(ctlog_db *d)
 {
     if (!d)
         return;
+    if (d->writer && ctlog_index_close_writer(d->db) != 0)
+        log_warn("ctlog", "cannot sync the log index at close (%s): it is checked again at the "
+                          "next start", sqlite3_errmsg(d->db));
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(d->st[i]);
     sqlite3_close(d->db);
@@ -319,18 +417,47 @@ int ctlog_db_insert_entry(ctlog_db *d, uint64_t idx, const unsigned char *leaf, 
                           const unsigned char leaf_hash[32], const unsigned char dedup[32],
                           const unsigned char *sct, size_t sct_len)
 {
-    sqlite3_stmt *s = d->st[S_INSERT_ENTRY];
+    /* The dedup key first: a key already there (in an earlier entry, or earlier in this
+     * transaction) means nothing is inserted. */
+    sqlite3_stmt *s = d->st[S_INDEX_DEDUP];
+    sqlite3_bind_blob(s, 1, dedup, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+    int rc = sqlite3_step(s);
+    int changed = sqlite3_changes(d->db);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (changed != 1)
+        return 1;
+    s = d->st[S_INDEX_LEAF];
+    sqlite3_bind_blob(s, 1, leaf_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return -1;
+    s = d->st[S_INSERT_ENTRY];
     sqlite3_bind_int64(s, 1, (sqlite3_int64)idx);
     sqlite3_bind_blob(s, 2, leaf, (int)leaf_len, SQLITE_STATIC);
     sqlite3_bind_blob(s, 3, extra_len ? extra : (const void *)"", (int)extra_len, SQLITE_STATIC);
     sqlite3_bind_blob(s, 4, leaf_hash, 32, SQLITE_STATIC);
     sqlite3_bind_blob(s, 5, dedup, 32, SQLITE_STATIC);
     sqlite3_bind_blob(s, 6, sct, (int)sct_len, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    int ret = rc == SQLITE_DONE ? (sqlite3_changes(d->db) == 1 ? 0 : 1) : -1;
+    rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
-    return ret;
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int ctlog_db_set_indexed(ctlog_db *d, uint64_t n)
+{
+    sqlite3_stmt *s = d->st[S_INDEX_COVERED];
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)n);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int ctlog_db_meta_get(ctlog_db *d, const char *key, unsigned char **val, size_t *len)

@@ -2,9 +2,12 @@
  * ct/log_store.h: the log's SQLite database (WAL, synchronous=FULL: a COMMIT is on disk when
  * it returns).
  *
- * Tables: entries (idx, leaf_input, extra_data, leaf_hash, dedup UNIQUE, sct), nodes (level >= 1,
- * idx, hash: every complete subtree hash; level 0 is entries.leaf_hash), sths (tree_size,
- * timestamp, root_hash, signature: every STH signed), meta (key, value: schema version, log ID).
+ * Tables (schema 2): entries (idx, leaf_input, extra_data, leaf_hash, dedup, sct), nodes
+ * (level >= 1, idx, hash: every complete subtree hash; level 0 is entries.leaf_hash), sths
+ * (tree_size, timestamp, root_hash, signature: every STH signed), meta (key, value: schema
+ * version, log ID). The lookups by leaf hash and by dedup key go through the index database
+ * beside it (ct/log_index.h), written in the same transactions but not synced; a schema 1
+ * database (which held those indexes itself) is moved to schema 2 when the writer opens it.
  *
  * One connection = one ctlog_db with its prepared statements; a connection is used by one
  * thread at a time (the writer owns one, readers take one from the log's pool).
@@ -71,11 +74,16 @@ int ctlog_db_find_leaf(ctlog_db *db, const unsigned char hash[32], uint64_t belo
 int ctlog_db_find_dedup(ctlog_db *db, const unsigned char key[32], unsigned char **sct,
                         size_t *len);
 
-/* Inserts an entry: 0 inserted, 1 the dedup key is already there (nothing inserted), -1 error. */
+/* Inserts an entry and indexes it: 0 inserted, 1 the dedup key is already there (in an earlier
+ * entry or earlier in this transaction; nothing inserted), -1 error. */
 int ctlog_db_insert_entry(ctlog_db *db, uint64_t idx, const unsigned char *leaf, size_t leaf_len,
                           const unsigned char *extra, size_t extra_len,
                           const unsigned char leaf_hash[32], const unsigned char dedup[32],
                           const unsigned char *sct, size_t sct_len);
+
+/* Records in the index that it covers the first n entries (the writer, in each transaction
+ * that adds entries). 0 or -1. */
+int ctlog_db_set_indexed(ctlog_db *db, uint64_t n);
 
 /* meta: 1 found (value malloc'd), 0 none, -1 error; put: 0 or -1. */
 int ctlog_db_meta_get(ctlog_db *db, const char *key, unsigned char **val, size_t *len);

@@ -332,6 +332,10 @@ static int commit_batch(ct_log *log, struct ctlog_pending *batch, ctlog_sth *sth
             goto fail;
         }
     }
+    if (ctlog_db_set_indexed(db, log->frontier.size) != 0) {
+        snprintf(why, whylen, "cannot update the log index: %s", ctlog_db_error(db));
+        goto fail;
+    }
     /* An STH due now rides in this transaction instead of costing a commit of its own. It is
      * signed before the entries are durable but published only after COMMIT (and rolled back
      * with them), so no published STH ever covers an entry that is not on disk. A failed
