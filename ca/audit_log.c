@@ -223,6 +223,7 @@ void audit_log_set_window(audit_log *a, int window_ms)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "audit-writer");
     audit_log *a = arg;
     pthread_mutex_lock(&a->mu);
     for (;;) {

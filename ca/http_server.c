@@ -702,6 +702,9 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "http-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name);
     /* Until http_server_run says so: once the drain removed the listeners, a worker whose
      * requests all wait for an answer from another thread (the CT log's writer, a JWKS fetch)
      * has no event of its own left, and a plain dispatch would return and strand them. */

@@ -52,6 +52,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 static void *serve_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "metrics-http");
     metrics_server *m = arg;
     event_base_dispatch(m->base);
     return NULL;

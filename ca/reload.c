@@ -133,6 +133,7 @@ refuse:
 
 static void *reloader_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "config-reload");
     reloader *rl = arg;
     sigset_t set;
     sigemptyset(&set);

@@ -258,7 +258,10 @@ int ctlog_index_open_writer(sqlite3 *db, const char *ix_path, char *why, size_t 
     if (covered < n)
         log_info("ctlog", "log index %s: indexed entries %" PRId64 "..%" PRId64 " in %.0f ms",
                  ix_path, covered, n - 1, now_ms() - t0);
-    if (exec(db, "PRAGMA ix.synchronous=OFF") != SQLITE_OK) {
+    /* 16 MiB of the index's pages in memory (SQLite's default is 2 MiB): each entry looks up
+     * and inserts at random places in both indexes, and every page missing from the cache is a
+     * read (5.0 -> 1.6 preads per issuance in the bench). */
+    if (exec(db, "PRAGMA ix.synchronous=OFF; PRAGMA ix.cache_size=-16384") != SQLITE_OK) {
         snprintf(why, whylen, "cannot set up the log index %s: %s", ix_path, sqlite3_errmsg(db));
         return -1;
     }

@@ -13,6 +13,7 @@
  * commit (plus one commit). Under load it is stored in the transaction of the batch it covers;
  * when the log is idle, in one of its own. It is stored before it is published.
  */
+#include <pthread.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <math.h>
@@ -423,6 +424,7 @@ static void wait_until(ct_log *log, uint64_t deadline_ms)
  * disk). A submission to an idle log is committed at once. */
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ctlog-writer");
     ct_log *log = arg;
     ctlog_sth cur;
     pthread_mutex_lock(&log->q_lock);

@@ -318,6 +318,7 @@ static int start_due(struct http_impl *impl)
 
 static void *fetch_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ct-submit");
     struct http_impl *impl = arg;
     for (;;) {
         pthread_mutex_lock(&impl->mu);

@@ -570,6 +570,7 @@ static int arm_due_retries(jwks_cache *c)
 
 static void *fetch_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "jwks-fetch");
     jwks_cache *c = arg;
     for (;;) {
         pthread_mutex_lock(&c->mu);

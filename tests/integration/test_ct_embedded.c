@@ -17,6 +17,7 @@
  *     and refuses (503) a new one on an idle keep-alive connection; the exit status is 0.
  *  5. Start-up refusals of the CT flags, and the warning when CT is off.
  */
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -657,6 +658,33 @@ static int stderr_has(const h_proc *p, const char *needle)
     return found;
 }
 
+/* Whether process pid has a thread named name (/proc/<pid>/task/<tid>/comm). */
+static int thread_named(pid_t pid, const char *name)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[600], comm[32] = "";
+        snprintf(path, sizeof path, "%s/%s/comm", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fgets(comm, sizeof comm, f))
+                comm[strcspn(comm, "\n")] = '\0';
+            fclose(f);
+        }
+        found = strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
 static void test_embedded(void)
 {
     char state[4200], key_path[4300];
@@ -671,6 +699,12 @@ static void test_embedded(void)
     }
     CHECK(!stderr_has(&srv.proc, "Certificate Transparency is OFF"),
           "embedded: no CT-off warning");
+    if (!srv.proc.valgrind) {
+        const char *want[] = {"http-worker-0", "ctlog-writer", "audit-writer", "jwks-fetch"};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+            CHECK(thread_named(srv.proc.pid, want[i]),
+                  "embedded: a thread is named %s (top -H, perf)", want[i]);
+    }
     for (int i = 0; i < 3; i++) {
         char email[64], what[64];
         snprintf(email, sizeof email, "ct-%d@example.com", i);
