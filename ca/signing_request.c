@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/base64.h"
+#include "common/json_fast.h"
 
 /* Member of `obj` under its lowerCamelCase or its proto (snake_case) name. JSON null counts as
  * absent. */
@@ -75,7 +76,7 @@ static int check_enum(json_t *v, const char *name, char *why, size_t whylen)
 static json_t *load_object(const char *body, size_t len, char *why, size_t whylen)
 {
     json_error_t err;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *root = json_fast_loadb(body, len, &err);
     if (!root) {
         snprintf(why, whylen, "invalid JSON at line %d column %d: %s", err.line, err.column,
                  err.text);

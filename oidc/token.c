@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/base64.h"
+#include "common/json_fast.h"
 
 /* Longest claim value quoted in a reason. */
 #define QUOTE_MAX 200
@@ -85,7 +86,7 @@ static json_t *decode_json_segment(const char *seg, size_t len)
     if (!raw)
         return NULL;
     json_error_t err;
-    json_t *j = json_loadb((const char *)raw, n, JSON_REJECT_DUPLICATES, &err);
+    json_t *j = json_fast_loadb((const char *)raw, n, &err);
     free(raw);
     if (j && !json_is_object(j)) {
         json_decref(j);
