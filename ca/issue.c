@@ -426,8 +426,8 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
     X509 *x = precert ? *precert : NULL;
     STACK_OF(SCT) *list = NULL;
     SCT *one = NULL;
-    unsigned char *pre_tbs = NULL, *fin_tbs = NULL, *fin_enc = NULL;
-    size_t pre_len = 0, fin_len = 0, fin_enc_len = 0;
+    unsigned char *pre_full = NULL, *pre_tbs = NULL, *fin_tbs = NULL, *fin_enc = NULL;
+    size_t pre_full_len = 0, pre_len = 0, fin_len = 0, fin_enc_len = 0;
     enum issue_result res = ISSUE_CA_ERROR;
 
     if (precert)
@@ -463,7 +463,14 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
     }
     /* The precertificate's TBS without the poison, as logs and OpenSSL rebuild it: the poison
      * cut out of the signed bytes. */
-    pre_tbs = signed_tbs_cut(x, NID_ct_precert_poison, &pre_len);
+    size_t stored_len = 0;
+    if (x509_der_get(x, &stored_len))
+        pre_full = ct_tbs_der(x, &pre_full_len);
+    pre_tbs = pre_full ? ct_tbs_der_without_ext(pre_full, pre_full_len, NID_ct_precert_poison,
+                                                &pre_len, NULL, 0)
+                       : NULL;
+    if (!pre_tbs)
+        pre_tbs = signed_tbs_cut(x, NID_ct_precert_poison, &pre_len);
     if (!pre_tbs) {
         set_why(why, whylen, "final certificate: the precertificate TBS cannot be encoded");
         goto done;
@@ -499,8 +506,30 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
      * was verified over the precertificate's TBS without the poison, so it verifies for the
      * final certificate exactly when this holds. The precertificate passed the pre-issuance
      * check, so the final certificate, equal to it but for the poison and the SCT list, does. */
-    fin_tbs = tbs_cut(x, NID_ct_precert_scts, &fin_len, &fin_enc, &fin_enc_len);
-    if (!fin_tbs) {
+    /* The TBS to sign: the precertificate's signed bytes with the poison replaced by the SCT
+     * list extension as OpenSSL encodes it (ct_tbs_der_replace_ext), instead of encoding all of
+     * x's fields again; else OpenSSL's encoding. The check below cuts the SCT list out of
+     * these bytes with separate code, so a wrong splice is refused, not signed. */
+    unsigned char *ext_der = NULL;
+    int ext_len = pre_full ? i2d_X509_EXTENSION(X509_get_ext(x, X509_get_ext_count(x) - 1),
+                                                &ext_der)
+                           : -1;
+    if (ext_len > 0)
+        fin_enc = ct_tbs_der_replace_ext(pre_full, pre_full_len, NID_ct_precert_poison, ext_der,
+                                         (size_t)ext_len, &fin_enc_len, NULL, 0);
+    OPENSSL_free(ext_der);
+    if (fin_enc) {
+        fin_tbs = ct_tbs_der_without_ext(fin_enc, fin_enc_len, NID_ct_precert_scts, &fin_len,
+                                         NULL, 0);
+    } else {
+        unsigned char *enc = NULL;
+        fin_tbs = tbs_cut(x, NID_ct_precert_scts, &fin_len, &enc, &fin_enc_len);
+        fin_enc = enc ? malloc(fin_enc_len) : NULL;
+        if (fin_enc)
+            memcpy(fin_enc, enc, fin_enc_len);
+        OPENSSL_free(enc);
+    }
+    if (!fin_tbs || !fin_enc) {
         set_why(why, whylen, "final certificate: cannot encode the TBS for the correspondence "
                              "check");
         goto done;
@@ -517,9 +546,10 @@ enum issue_result ca_issue_final_certificate_from(signer *s, const principal *p,
         x = NULL;
     }
 done:
+    free(pre_full);
     free(pre_tbs);
     free(fin_tbs);
-    OPENSSL_free(fin_enc);
+    free(fin_enc);
     SCT_free(one);
     SCT_LIST_free(list);
     X509_free(x);

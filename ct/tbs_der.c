@@ -82,8 +82,10 @@ static unsigned char *refuse(char *why, size_t whylen, const char *what)
     return NULL;
 }
 
-unsigned char *ct_tbs_der_without_ext(const unsigned char *tbs, size_t tbs_len, int nid,
-                                      size_t *out_len, char *why, size_t whylen)
+/* tbs with its one `nid` extension replaced by the bytes ins (none: removed). */
+static unsigned char *splice(const unsigned char *tbs, size_t tbs_len, int nid,
+                             const unsigned char *ins, size_t ins_len, size_t *out_len,
+                             char *why, size_t whylen)
 {
     unsigned char oid[64];
     unsigned char *op = oid;
@@ -135,12 +137,14 @@ unsigned char *ct_tbs_der_without_ext(const unsigned char *tbs, size_t tbs_len, 
     if (matches != 1)
         return refuse(why, whylen, matches ? "the extension is present more than once"
                                            : "the extension is absent");
-    if (count < 2)
+    if (count < 2 && !ins_len)
         return refuse(why, whylen, "the extension is the only one");
+    if (ins_len > 0xffff)
+        return refuse(why, whylen, "the new extension is too long");
 
     /* New lengths, innermost first; the bytes outside the three headers are copied. */
     long cut_len = (long)(cut_end - cut);
-    long exts_len = (long)(exts.end - exts.content) - cut_len;
+    long exts_len = (long)(exts.end - exts.content) - cut_len + (long)ins_len;
     long exts_size = ASN1_object_size(1, exts_len, V_ASN1_SEQUENCE);
     long wrap_size = ASN1_object_size(1, exts_size, 3);
     long top_len = (long)(wrap.start - top.content) + wrap_size;
@@ -157,6 +161,9 @@ unsigned char *ct_tbs_der_without_ext(const unsigned char *tbs, size_t tbs_len, 
     ASN1_put_object(&o, 1, exts_len, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL);
     memcpy(o, exts.content, (size_t)(cut - exts.content));
     o += cut - exts.content;
+    if (ins_len)
+        memcpy(o, ins, ins_len);
+    o += ins_len;
     memcpy(o, cut_end, (size_t)(exts.end - cut_end));
     o += exts.end - cut_end;
     if (o - out != top_size) {
@@ -165,4 +172,22 @@ unsigned char *ct_tbs_der_without_ext(const unsigned char *tbs, size_t tbs_len, 
     }
     *out_len = (size_t)top_size;
     return out;
+}
+
+unsigned char *ct_tbs_der_without_ext(const unsigned char *tbs, size_t tbs_len, int nid,
+                                      size_t *out_len, char *why, size_t whylen)
+{
+    return splice(tbs, tbs_len, nid, NULL, 0, out_len, why, whylen);
+}
+
+unsigned char *ct_tbs_der_replace_ext(const unsigned char *tbs, size_t tbs_len, int nid,
+                                      const unsigned char *ext, size_t ext_len, size_t *out_len,
+                                      char *why, size_t whylen)
+{
+    const unsigned char *p = ext;
+    struct elem e;
+    if (!ext || next_elem(&p, ext + ext_len, &e) != 0 || p != ext + ext_len ||
+        !is(&e, V_ASN1_UNIVERSAL, V_ASN1_SEQUENCE, 1))
+        return refuse(why, whylen, "the new extension is not one DER SEQUENCE");
+    return splice(tbs, tbs_len, nid, ext, ext_len, out_len, why, whylen);
 }
