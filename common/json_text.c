@@ -32,29 +32,39 @@ static const char *escape_of(unsigned char c, char u[7])
     return u;
 }
 
+/* Bytes that stand for themselves (the common case: checked before escape_of). */
+static inline int plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
+
 size_t json_text_quoted_len(const char *s)
 {
     size_t n = 2;
-    char u[7];
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (plain(*p)) {
+            n++;
+            continue;
+        }
+        char u[7];
         const char *e = escape_of(*p, u);
-        n += e ? (e == u ? 6 : 2) : 1;
+        n += e == u ? 6 : 2;
     }
     return n;
 }
 
 char *json_text_put_quoted(char *dst, const char *s)
 {
-    char u[7];
     *dst++ = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        const char *e = escape_of(*p, u);
-        if (!e) {
-            *dst++ = (char)*p;
-            continue;
-        }
-        while (*e)
-            *dst++ = *e++;
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        const unsigned char *run = p;
+        while (plain(*p))
+            p++;
+        memcpy(dst, run, (size_t)(p - run));
+        dst += p - run;
+        if (!*p)
+            break;
+        char u[7];
+        for (const char *e = escape_of(*p++, u); *e; e++)
+            *dst++ = *e;
     }
     *dst++ = '"';
     return dst;
@@ -67,6 +77,8 @@ static void put_quoted(struct strbuf *sb, const char *s)
     const unsigned char *p = (const unsigned char *)s, *run = p;
     sb_putc(sb, '"');
     for (; *p; p++) {
+        if (plain(*p))
+            continue;
         const char *e = escape_of(*p, u);
         if (e) {
             sb_putn(sb, (const char *)run, (size_t)(p - run));
