@@ -28,7 +28,7 @@ while read -r line; do
 done < <(sed -n 's/^ *\(RESULT .*\)/\1/p' "$out")
 ((n == 4)) || fail "expected 4 RESULT lines (warm-up, full speed, half load, idle), got $n"
 
-grep -Eq "^BENCH rps=$num floor_rps=$num ratio=$num .* errors=0$" "$out" ||
+grep -Eq "^BENCH rps=$num floor_rps=$num floor_rps_before=$num floor_rps_after=$num ratio=$num .* errors=0$" "$out" ||
   fail "no BENCH line with errors=0"
 grep -q "idle keep-alive connections: 50 asked, 50 answered /healthz 200, 50 still open" "$out" ||
   fail "the idle connections were not all held open"
