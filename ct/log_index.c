@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 static const char ix_schema[] =
     "CREATE TABLE IF NOT EXISTS ix.leaf(leaf_hash BLOB NOT NULL, idx INTEGER NOT NULL,"
@@ -218,6 +219,17 @@ static int complete(sqlite3 *db, int64_t from, int64_t n, const char *boot)
     return 0;
 }
 
+/* fulcrum_ct_log_index_repairs_total{kind}: "rebuilt" (from all entries) or "completed" (the
+ * entries the index was missing after the process stopped between two commits). */
+static void count_repair(const char *kind)
+{
+    static const char *const labels[] = {"kind", NULL};
+    metric_inc(metric_get1(metrics_counter("fulcrum_ct_log_index_repairs_total",
+                                           "Repairs of the CT log's index database at start",
+                                           labels),
+                           kind));
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -248,6 +260,7 @@ int ctlog_index_open_writer(sqlite3 *db, const char *ix_path, char *why, size_t 
                  n, reason);
         if (recreate(db, ix_path, why, whylen) != 0)
             return -1;
+        count_repair("rebuilt");
         covered = 0;
     }
     if (complete(db, covered, n, boot) != 0) {
@@ -255,6 +268,8 @@ int ctlog_index_open_writer(sqlite3 *db, const char *ix_path, char *why, size_t 
                  sqlite3_errmsg(db));
         return -1;
     }
+    if (covered > 0 && covered < n)
+        count_repair("completed");
     if (covered < n)
         log_info("ctlog", "log index %s: indexed entries %" PRId64 "..%" PRId64 " in %.0f ms",
                  ix_path, covered, n - 1, now_ms() - t0);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ct/log_index.h"
+#include "common/metrics.h"
 #include "ct/log_store.h"
 #include "unit/check.h"
 
@@ -184,6 +185,15 @@ static void boot_of_this_machine(char out[64])
     out[strcspn(out, "\r\n")] = '\0';
 }
 
+static double repairs(const char *kind)
+{
+    static const char *const labels[] = {"kind", NULL};
+    return metric_value(metric_get1(
+        metrics_counter("fulcrum_ct_log_index_repairs_total",
+                        "Repairs of the CT log's index database at start", labels),
+        kind));
+}
+
 static void test_repairs(void)
 {
     char sql[512], boot[64];
@@ -199,11 +209,17 @@ static void test_repairs(void)
              "'clean'; UPDATE state SET v = '%s' WHERE k = 'boot'",
              boot);
     ix_sql(sql);
+    double c0 = repairs("completed"), r0 = repairs("rebuilt");
     reopen("index behind the entries, same boot", 1);
+    CHECK(repairs("completed") == c0 + 1 && repairs("rebuilt") == r0,
+          "the completion is counted (fulcrum_ct_log_index_repairs_total{kind=\"completed\"})");
 
     ix_sql("UPDATE state SET v = 0 WHERE k = 'clean'; UPDATE state SET v = 'an-earlier-boot' "
            "WHERE k = 'boot'");
+    r0 = repairs("rebuilt");
     reopen("unclean in an earlier boot", 0);
+    CHECK(repairs("rebuilt") == r0 + 1,
+          "the rebuild is counted (fulcrum_ct_log_index_repairs_total{kind=\"rebuilt\"})");
 
     ix_sql(plant);
     ix_sql("UPDATE state SET v = 99 WHERE k = 'covered'");
