@@ -1,6 +1,7 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,7 +11,10 @@
 #include <unistd.h>
 
 static enum log_level min_level = LOG_LVL_INFO;
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Shared by lines up to PIPE_BUF bytes (each one write(2), atomic on its own), exclusive for
+ * longer ones (several writes on a pipe that fills); writers preferred, so a long line waits
+ * for the short lines under way only. */
+static pthread_rwlock_t log_lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
 
 void log_set_level(enum log_level lvl) { min_level = lvl; }
 
@@ -160,7 +164,15 @@ static void write_line(enum log_level lvl, const char *component, const char *ms
     }
     line_puts(&l, "}\n");
 
-    pthread_mutex_lock(&log_lock);
+    /* A line up to PIPE_BUF bytes goes out in one write(2) under the shared lock: atomic on a
+     * pipe (POSIX), and Linux serializes writes to one file or socket, so such lines never
+     * interleave and the HTTP workers do not wait for each other's write. A longer line takes
+     * the lock alone (a pipe takes it in pieces). */
+    int shared = l.len <= PIPE_BUF;
+    if (shared)
+        pthread_rwlock_rdlock(&log_lock);
+    else
+        pthread_rwlock_wrlock(&log_lock);
     for (size_t off = 0; off < l.len;) {
         ssize_t n = write(STDERR_FILENO, l.p + off, l.len - off);
         if (n < 0 && errno == EINTR)
@@ -169,7 +181,7 @@ static void write_line(enum log_level lvl, const char *component, const char *ms
             break;
         off += (size_t)n;
     }
-    pthread_mutex_unlock(&log_lock);
+    pthread_rwlock_unlock(&log_lock);
     if (l.p != l.stack)
         free(l.p);
 }
