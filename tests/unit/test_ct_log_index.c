@@ -325,7 +325,8 @@ static void test_schema_1(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/fulcrum-log-index-XXXXXX");
+    const char *t = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/fulcrum-log-index-XXXXXX", t && *t ? t : "/tmp");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
