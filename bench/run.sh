@@ -14,10 +14,13 @@
 #   N=2000                     distinct requests (token + key + proof), replayed round robin
 #   DURATION=10                seconds of each measured phase (full speed, half load, idle conns)
 #   WARMUP=3                   seconds of full-speed warm-up before the first phase
-#   CONNECTIONS=32             keep-alive connections of the load
+#   CONNECTIONS=64             keep-alive connections of the load (full speed needs enough requests
+#                              in flight to fill the logs' group commits: 32 leave the cores idle
+#                              while batches wait)
 #   IDLE=1000                  idle keep-alive connections held open during the memory phase
 #   FLOOR_SECONDS=1            seconds per fulcrum-floor measurement
 #   LOG_LEVEL=info             the server's --log-level (its request log goes to a file)
+#   SERVER_ARGS="..."          more `fulcrum serve` flags, split on spaces (e.g. --group-commit-ms 4)
 #   PERF=1                     perf record -g of the server during the full-speed phase; prints
 #                              perf report's top 40 symbols (no children) and keeps the temp dir
 #   BUILD=build                the build directory (fulcrum, fulcrum-dev-issuer, fulcrum-loadgen,
@@ -36,7 +39,7 @@ duration=${DURATION:-10}
 duration=${duration%s}
 warmup=${WARMUP:-3}
 warmup=${warmup%s}
-conns=${CONNECTIONS:-32}
+conns=${CONNECTIONS:-64}
 idle=${IDLE:-1000}
 floor_seconds=${FLOOR_SECONDS:-1}
 log_level=${LOG_LEVEL:-info}
@@ -136,7 +139,7 @@ esac
 "$build/fulcrum" serve --host 127.0.0.1 --port 0 --port-file "$tmp/port" "${ca_args[@]}" \
   --config-path "$tmp/config.json" "${ct_args[@]}" --state-dir "$tmp/state" \
   --log-level "$log_level" --metrics-port 0 --metrics-port-file "$tmp/metrics.port" \
-  --idle-connection-timeout 600s \
+  --idle-connection-timeout 600s ${SERVER_ARGS:-} \
   2>"$tmp/fulcrum.log" &
 fpid=$!
 pids+=($fpid)

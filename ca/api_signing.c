@@ -76,6 +76,8 @@ struct sign_ctx {
     size_t early_sct_len;
     struct delivery *held;    /* an answer (or an error) waiting for that record (owned) */
     int answered;             /* an error went out while the record was pending */
+    /* Announced to the CT log and the audit log (adaptive group commit), until withdrawn. */
+    int expects_log, expects_audit;
 };
 
 /* An answer waiting for its audit record to be durable, or (error set) an error answer waiting
@@ -107,8 +109,27 @@ static void init_metrics(void)
         "fulcrum_ct_submit_errors_total", "Precertificates the CT log did not accept", NULL));
 }
 
+/* Withdraws the announcements (ct_log_expect, audit_log_expect) that are still out. */
+static void expect_log_done(struct sign_ctx *c)
+{
+    if (c->expects_log) {
+        c->expects_log = 0;
+        ct_submitter_expect_done(c->svc->ct);
+    }
+}
+
+static void expect_audit_done(struct sign_ctx *c)
+{
+    if (c->expects_audit) {
+        c->expects_audit = 0;
+        audit_log_expect_done(c->svc->audit);
+    }
+}
+
 static void ctx_free(struct sign_ctx *c)
 {
+    expect_log_done(c);
+    expect_audit_done(c);
     signing_request_clear(&c->body);
     if (c->token) {
         OPENSSL_cleanse(c->token, strlen(c->token));
@@ -130,6 +151,8 @@ static void ctx_free(struct sign_ctx *c)
 
 static void fail(struct sign_ctx *c, enum grpc_code code, const char *msg, const char *why)
 {
+    expect_log_done(c);
+    expect_audit_done(c);
     if (c->audit_early == AUDIT_EARLY_PENDING) {
         /* on_audit_early still holds c: it answers with this error when it runs. */
         struct delivery *d = c->held ? NULL : calloc(1, sizeof *d);
@@ -307,6 +330,7 @@ static void deliver(struct sign_ctx *c, X509 *cert, int status, const char *type
         *d = (struct delivery){.c = c, .status = status, .type = type, .body = body, .len = len};
         if (audit_log_append(audit, line, c->base, on_audited, d, why, sizeof why) == 0) {
             free(line);
+            expect_audit_done(c); /* on_audited runs later, on this thread */
             return; /* on_audited answers */
         }
     }
@@ -539,9 +563,10 @@ static void record_early(struct sign_ctx *c)
     };
     char *line = audit_record_json(&e);
     if (line && audit_log_append(c->svc->audit, line, c->base, on_audit_early, c, why,
-                                 sizeof why) == 0)
+                                 sizeof why) == 0) {
         c->audit_early = AUDIT_EARLY_PENDING;
-    else
+        expect_audit_done(c);
+    } else
         log_warn("audit", "cannot queue the audit record early (%s): it follows the certificate",
                  line ? why : "cannot render the record");
     free(line);
@@ -574,6 +599,7 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
                                           &c->early_sct_len, why, sizeof why)
                 : (snprintf(why, sizeof why, "out of memory"), -1);
     sk_X509_free(chain);
+    expect_log_done(c); /* submitted, or it never will be */
     if (rc != 0) {
         metric_inc(g_ct_errors);
         atomic_store(&c->svc->ct_failing, 1);
@@ -676,6 +702,16 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
     c->snap = service_acquire(svc);
     c->version = version;
     pthread_once(&g_metrics_once, init_metrics);
+    /* Announced at once, so that the logs' group commits wait for this request while it is
+     * being checked and signed (ct_log_expect): withdrawn when it reaches them or fails. */
+    if (svc->ct) {
+        ct_submitter_expect(svc->ct);
+        c->expects_log = 1;
+    }
+    if (svc->audit) {
+        audit_log_expect(svc->audit);
+        c->expects_audit = 1;
+    }
 
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cpu_load.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -39,6 +40,8 @@ struct audit_log {
     struct pending *head, *tail;
     int stopping;
     int window_ms;                /* audit_log_set_window */
+    long expected;                /* announced records not yet appended (audit_log_expect) */
+    int expect_used;              /* audit_log_expect was called */
     struct timespec first_at;     /* monotonic: when head was queued */
     struct timespec last_sync_at; /* monotonic: when the last batch was synced */
     audit_log_stats stats;
@@ -221,6 +224,34 @@ void audit_log_set_window(audit_log *a, int window_ms)
     pthread_mutex_unlock(&a->mu);
 }
 
+void audit_log_expect(audit_log *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->expected++;
+    a->expect_used = 1;
+    pthread_mutex_unlock(&a->mu);
+}
+
+void audit_log_expect_done(audit_log *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    if (a->expected > 0 && --a->expected == 0 && a->head)
+        pthread_cond_signal(&a->cond); /* a batch may be waiting for its window */
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The window stays open for the queued batch: records are announced, or none ever were, or the
+ * process keeps the cores busy (then an fsync saved is worth the wait; requests still unread in
+ * their sockets are never announced). */
+static int more_expected(const audit_log *a)
+{
+    return !a->expect_used || a->expected > 0 || cpu_load_recent() >= CPU_LOAD_BUSY;
+}
+
 static void *writer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "audit-writer");
@@ -232,10 +263,13 @@ static void *writer_main(void *arg)
         if (!a->head && a->stopping)
             break;
         /* Under load (the first record came within the window after the last sync), gather
-         * until the window closes; appends after the first do not wake this thread. */
-        if (a->window_ms > 0 && ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
+         * until the window closes, or until no announced record is outstanding; appends after
+         * the first do not wake this thread. */
+        if (a->window_ms > 0 && more_expected(a) &&
+            ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
             struct timespec until = ts_add_ms(a->first_at, a->window_ms);
-            while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->mu, &until) == 0)
+            while (!a->stopping && more_expected(a) &&
+                   pthread_cond_timedwait(&a->cond, &a->mu, &until) == 0)
                 ;
         }
         struct pending *batch = a->head;

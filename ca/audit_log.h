@@ -47,6 +47,15 @@ audit_log *audit_log_open(const char *path, char *why, size_t whylen);
  * Call before the first append. */
 void audit_log_set_window(audit_log *a, int window_ms);
 
+/* Adaptive group commit: audit_log_expect announces a record on its way (a signing request under
+ * way), audit_log_expect_done withdraws it after audit_log_append (or when no record will come).
+ * Once anything was announced, a batch waiting for its window is synced as soon as no announced
+ * record is outstanding while the process leaves cores idle (common/cpu_load.h): light load waits
+ * only for the certificates being made, heavy load for the whole window, never longer.
+ * NULL-safe; any thread. */
+void audit_log_expect(audit_log *a);
+void audit_log_expect_done(audit_log *a);
+
 /* Runs once per record: ok = 1 when the record is durable, 0 when it could not be written. */
 typedef void (*audit_done_cb)(void *arg, int ok);
 

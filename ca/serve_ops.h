@@ -18,7 +18,9 @@
  *   --max-connections N     open API connections at most (default 0 = no limit; see
  *                           ca/conn_limit.h: further clients wait in the backlog).
  *   --group-commit-ms N     group-commit window under load of the audit log and the embedded
- *                           CT log (ca/audit_log.h, ct/log_writer.c; default 2, 0 = none).
+ *                           CT log (ca/audit_log.h, ct/log_writer.c; default 6, 0 = none);
+ *                           it ends early when no signing request is on its way to them and
+ *                           the cores are not busy (adaptive, ct_log_expect).
  */
 #ifndef FULCRUM_CA_SERVE_OPS_H
 #define FULCRUM_CA_SERVE_OPS_H
@@ -41,7 +43,7 @@ typedef struct serve_ops_flags {
     {                                                                                          \
         .metrics_port = 2112, .metrics_port_file = NULL, .audit_log = NULL,                    \
         .rate_limit_identity = "off", .rate_limit_issuer = "off", .max_connections = 0,        \
-        .group_commit_ms = 2,                                                                  \
+        .group_commit_ms = 6,                                                                  \
     }
 
 /* The flag table entries (common/flags.h) of serve_ops_flags `o`. */
@@ -64,7 +66,8 @@ typedef struct serve_ops_flags {
      "limit)", 0},                                                                             \
     {"group-commit-ms", NULL, FLAG_INT, &(o).group_commit_ms,                                  \
      "under load, the audit log and the embedded CT log gather what arrives within this many " \
-     "ms into one fdatasync (an idle log syncs at once); 0 = sync whatever queued (default 2)",\
+     "ms into one fdatasync (an idle log syncs at once; with cores to spare the wait ends when " \
+     "no signing request is on its way); 0 = sync whatever queued (default 6)",                \
      0}
 
 /* Checks the values (logged; start-up should exit 2 on failure). Returns 0 or -1. */

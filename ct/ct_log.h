@@ -89,6 +89,16 @@ int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_
                                ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
                                unsigned char leaf_hash[32], char *why, size_t whylen);
 
+/* Adaptive group commit for a submitter in this process (the CA). ct_log_expect announces a
+ * submission on its way (a signing request under way); ct_log_expect_done withdraws it, after the
+ * submission was made or when it will not be. Once anything was announced, a batch waiting for
+ * its window (batch_ms) is committed as soon as no announced submission is outstanding while the
+ * process leaves cores idle (common/cpu_load.h): under light load it waits only for the issuances
+ * already being signed, under heavy load it gathers for the whole window, never longer. A log nobody announces to keeps the fixed window.
+ * Thread-safe. */
+void ct_log_expect(ct_log *log);
+void ct_log_expect_done(ct_log *log);
+
 /* 1 when the log's key is held in this process (a key file OpenSSL signs with), 0 for a key in
  * an HSM: an SCT signed in process need not be verified against the log's own public key. */
 int ct_log_key_in_process(const ct_log *log);

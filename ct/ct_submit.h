@@ -61,6 +61,12 @@ int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event
                             ct_submit_cb cb, void *arg, unsigned char **early_sct,
                             size_t *early_len, char *why, size_t whylen);
 
+/* Adaptive group commit (ct_log_expect): announces a precertificate on its way, and withdraws the
+ * announcement once ct_submit_precert(_early) has returned, or when none will be submitted. Only
+ * the embedded log uses it; a no-op for the others. NULL-safe. */
+void ct_submitter_expect(ct_submitter *s);
+void ct_submitter_expect_done(ct_submitter *s);
+
 /* The log's public key (borrowed) and LogID (32 bytes). */
 EVP_PKEY *ct_submitter_log_key(const ct_submitter *s);
 const unsigned char *ct_submitter_log_id(const ct_submitter *s);

@@ -53,6 +53,8 @@ struct ct_log {
     size_t q_len;
     uint64_t q_first_ms; /* monotonic ms when the queue last became non-empty */
     uint64_t last_commit_ms; /* monotonic ms when the writer last finished a batch */
+    long expected;           /* announced submissions not yet made (ct_log_expect) */
+    int expect_used;         /* ct_log_expect was called: windows end when expected is 0 */
     int stopping;
     merkle_frontier frontier;
     uint64_t next_sth_ms; /* monotonic ms before which no new STH is signed */

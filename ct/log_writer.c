@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "common/base64.h"
+#include "common/cpu_load.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "ct/log_internal.h"
@@ -174,6 +175,22 @@ int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
         pthread_cond_signal(&log->q_cond);
     pthread_mutex_unlock(&log->q_lock);
     return 0;
+}
+
+void ct_log_expect(ct_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    log->expected++;
+    log->expect_used = 1;
+    pthread_mutex_unlock(&log->q_lock);
+}
+
+void ct_log_expect_done(ct_log *log)
+{
+    pthread_mutex_lock(&log->q_lock);
+    if (log->expected > 0 && --log->expected == 0 && log->q_head)
+        pthread_cond_signal(&log->q_cond); /* a batch may be waiting for its window */
+    pthread_mutex_unlock(&log->q_lock);
 }
 
 /* ---- STH ---- */
@@ -421,7 +438,11 @@ static void wait_until(ct_log *log, uint64_t deadline_ms)
  * batch_ms > 0 adds a window under load: a batch whose first submission came less than batch_ms
  * after the previous commit ended (or during it) waits until batch_ms after that submission, so
  * more submissions share one fsync (each costs about as much CPU as a signature on a virtual
- * disk). A submission to an idle log is committed at once. */
+ * disk). A submission to an idle log is committed at once. With announced submissions
+ * (ct_log_expect), the window also ends when none is outstanding while the process leaves cores
+ * idle (cpu_load_recent below CPU_LOAD_BUSY): with CPU to spare an fsync more costs
+ * nothing, and the batch's requests are answered sooner. Busy, the whole window is used, as
+ * requests still unread in their sockets are never announced. */
 static void *writer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "ctlog-writer");
@@ -431,7 +452,9 @@ static void *writer_main(void *arg)
     for (;;) {
         if (log->q_head) {
             if (log->batch_ms > 0 && !log->stopping && log->q_len < MAX_BATCH &&
-                log->q_first_ms < log->last_commit_ms + (uint64_t)log->batch_ms) {
+                log->q_first_ms < log->last_commit_ms + (uint64_t)log->batch_ms &&
+                (!log->expect_used || log->expected > 0 ||
+                 cpu_load_recent() >= CPU_LOAD_BUSY)) {
                 uint64_t deadline = log->q_first_ms + (uint64_t)log->batch_ms;
                 if (ctlog_mono_ms() < deadline) {
                     wait_until(log, deadline);

@@ -126,6 +126,18 @@ int ct_submit_precert(ct_submitter *s, STACK_OF(X509) *chain, struct event_base 
     return ct_submit_precert_early(s, chain, base, cb, arg, NULL, NULL, why, whylen);
 }
 
+void ct_submitter_expect(ct_submitter *s)
+{
+    if (s && s->ops->expect)
+        s->ops->expect(s->impl, 1);
+}
+
+void ct_submitter_expect_done(ct_submitter *s)
+{
+    if (s && s->ops->expect)
+        s->ops->expect(s->impl, -1);
+}
+
 int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
                             ct_submit_cb cb, void *arg, unsigned char **early_sct,
                             size_t *early_len, char *why, size_t whylen)

@@ -60,9 +60,19 @@ static void embedded_destroy(void *impl)
     free(impl);
 }
 
+static void embedded_expect(void *impl, int delta)
+{
+    struct embedded *e = impl;
+    if (delta > 0)
+        ct_log_expect(e->log);
+    else
+        ct_log_expect_done(e->log);
+}
+
 static const struct ct_submitter_ops embedded_ops = {
     .submit = embedded_submit,
     .destroy = embedded_destroy,
+    .expect = embedded_expect,
 };
 
 ct_submitter *ct_submitter_embedded(ct_log *log, char *why, size_t whylen)

@@ -43,6 +43,8 @@ struct ct_submitter_ops {
      * ct_submission_finish_async exactly once) or -1 with why (the caller frees sub). */
     int (*submit)(void *impl, struct ct_submission *sub, char *why, size_t whylen);
     void (*destroy)(void *impl);
+    /* Optional: ct_submitter_expect (delta +1) and ct_submitter_expect_done (-1). */
+    void (*expect)(void *impl, int delta);
 };
 
 struct ct_submitter {

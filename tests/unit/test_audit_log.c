@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_audit_log.c: ca/audit_log.h: one line per record, callbacks only after the
- * record is in the file, concurrent appends (group commit), callbacks on an event_base, torn-tail
+ * record is in the file, concurrent appends (group commit), the window and its adaptive end
+ * (audit_log_expect), callbacks on an event_base, torn-tail
  * repair, the lock against a second writer, write failures, and the record's JSON.
  */
 #include <event2/event.h>
@@ -168,6 +169,70 @@ static void test_window(void)
     audit_log_close(a);
     char *text = slurp(path, NULL);
     CHECK_STREQ(text, "{\"w\":1}\n{\"w\":2}\n{\"w\":3}\n{\"w\":4}\n", "file content");
+    free(text);
+}
+
+/* audit_log_expect: once records are announced, a batch under load waits only while an
+ * announced record is outstanding (never past the window); with none outstanding it is synced at
+ * once. */
+static void test_window_adaptive(void)
+{
+    enum { WINDOW_MS = 1000 };
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/adaptive.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open: %s", why);
+    if (!a)
+        return;
+    audit_log_set_window(a, WINDOW_MS);
+    struct basic b[5];
+    for (int i = 0; i < 5; i++)
+        b[i] = (struct basic){.path = path};
+    struct timespec t0;
+    audit_log_expect(a);
+    audit_log_append(a, "{\"a\":1}", NULL, basic_cb, &b[0], why, sizeof why);
+    audit_log_expect_done(a);
+    wait_for(&b[0].done, 1);
+
+    /* Under load, two more announced; the first arrives, the batch waits for the second. */
+    audit_log_expect(a);
+    audit_log_expect(a);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"a\":2}", NULL, basic_cb, &b[1], why, sizeof why);
+    audit_log_expect_done(a);
+    usleep(150000);
+    CHECK(atomic_load(&b[1].done) == 0, "a batch waits while a record is still announced");
+    audit_log_append(a, "{\"a\":3}", NULL, basic_cb, &b[2], why, sizeof why);
+    audit_log_expect_done(a);
+    wait_for(&b[1].done, 1);
+    wait_for(&b[2].done, 1);
+    long ms = ms_since(&t0);
+    audit_log_stats st;
+    audit_log_get_stats(a, &st);
+    CHECK(atomic_load(&b[2].ok) == 1 && ms >= 140 && ms < WINDOW_MS - 300 && st.batches == 2,
+          "synced together once the last announced record came, before the window closed "
+          "(%ld ms, %lu syncs)", ms, st.batches);
+
+    /* Under load, nothing announced: at once. */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"a\":4}", NULL, basic_cb, &b[3], why, sizeof why);
+    wait_for(&b[3].done, 1);
+    ms = ms_since(&t0);
+    CHECK(atomic_load(&b[3].ok) == 1 && ms < WINDOW_MS - 300,
+          "nothing announced: synced at once (%ld ms)", ms);
+
+    /* An announcement never withdrawn: the window still ends the wait. */
+    audit_log_expect(a);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    audit_log_append(a, "{\"a\":5}", NULL, basic_cb, &b[4], why, sizeof why);
+    wait_for(&b[4].done, 1);
+    ms = ms_since(&t0);
+    CHECK(atomic_load(&b[4].ok) == 1 && ms >= WINDOW_MS - 60 && ms < 3 * WINDOW_MS,
+          "an outstanding announcement holds the batch for the window, no longer (%ld ms)", ms);
+    audit_log_expect_done(a);
+    audit_log_close(a);
+    char *text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n{\"a\":5}\n", "file content");
     free(text);
 }
 
@@ -469,6 +534,7 @@ int main(void)
     }
     test_basic();
     test_window();
+    test_window_adaptive();
     test_concurrent();
     test_event_base();
     test_torn_tail();

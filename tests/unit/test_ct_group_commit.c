@@ -1,10 +1,12 @@
 /* The CT log's writer and the embedded submitter's entry point: group commit without a timer
  * (what queues while a transaction waits goes into the next one; a lone submission is not held
- * back; batch_ms still adds a window when asked), ct_log_add_own_precert (same entry bytes and
+ * back; batch_ms still adds a window when asked, and with announced submissions (ct_log_expect)
+ * the window ends when none is outstanding), ct_log_add_own_precert (same entry bytes and
  * refusals as ct_log_add, checked by OpenSSL's SCT_validate and by deduplication across both),
  * and the WAL checkpoint moved out of COMMIT (ctlog_db_checkpoint_if). */
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +326,77 @@ static void no_timer(struct event_base *base, X509 *root, EVP_PKEY *root_key, EV
                           "committed at once (%.1f ms)", idle[1] * 1000);
 }
 
+struct withdraw {
+    ct_log *log;
+    int n, delay_ms; /* ct_log_expect_done n times, delay_ms apart */
+};
+
+static void *withdraw_later(void *arg)
+{
+    struct withdraw *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        usleep((useconds_t)w->delay_ms * 1000);
+        ct_log_expect_done(w->log);
+    }
+    return NULL;
+}
+
+/* Adaptive group commit: with batch_ms = 1000 and submissions announced, a batch under load waits
+ * while any announced submission is outstanding and is committed once the last is withdrawn,
+ * not at the window's end; with nothing announced it is committed at once; the window still caps
+ * the wait when an announcement is never withdrawn. */
+static void adaptive(struct event_base *base, X509 *root, EVP_PKEY *root_key, EVP_PKEY *key)
+{
+    ct_log *log = open_log("adaptive", root, 1000);
+    if (!log)
+        return;
+    struct result r;
+    X509 *x[4];
+    for (int i = 0; i < 4; i++) {
+        char cn[32];
+        snprintf(cn, sizeof cn, "adaptive-%d", i);
+        x[i] = ctk_cert(cn, key, root, root_key, 0, CTK_NO_POISON, 0);
+    }
+    ct_log_expect(log); /* this log now ends windows early */
+    ct_log_expect_done(log);
+    CHECK(add(log, base, 0, 0, x[0], root, &r) == 0, "first submission: %s", r.err);
+
+    /* Under load, two more announced: the batch waits for both withdrawals (150 ms apart). */
+    ct_log_expect(log);
+    ct_log_expect(log);
+    struct withdraw w = {log, 2, 150};
+    pthread_t t;
+    double t0 = now_s();
+    int started = pthread_create(&t, NULL, withdraw_later, &w) == 0;
+    CHECK(started, "withdrawal thread");
+    CHECK(add(log, base, 0, 0, x[1], root, &r) == 0, "announced batch: %s", r.err);
+    double waited = now_s() - t0;
+    if (started)
+        pthread_join(t, NULL);
+    CHECK(waited >= 0.29 && waited < 0.8,
+          "a batch waits while announced submissions are outstanding and is committed when the "
+          "last is withdrawn, before its 1000 ms window ends (%.1f ms)", waited * 1000);
+
+    /* Under load, nothing announced: committed at once. */
+    t0 = now_s();
+    CHECK(add(log, base, 0, 0, x[2], root, &r) == 0, "unannounced batch: %s", r.err);
+    double at_once = now_s() - t0;
+    CHECK(at_once < 0.25, "with nothing announced a batch under load is committed at once "
+                          "(%.1f ms)", at_once * 1000);
+
+    /* An announcement never withdrawn: the window still ends the wait. */
+    ct_log_expect(log);
+    t0 = now_s();
+    CHECK(add(log, base, 0, 0, x[3], root, &r) == 0, "capped batch: %s", r.err);
+    double capped = now_s() - t0;
+    CHECK(capped >= 0.99 && capped < 3.0, "an outstanding announcement holds a batch for the "
+                                          "window, no longer (%.1f ms)", capped * 1000);
+    ct_log_expect_done(log);
+    ct_log_close(log);
+    for (int i = 0; i < 4; i++)
+        X509_free(x[i]);
+}
+
 /* The checkpoint is the writer's call, not COMMIT's. */
 static void checkpoint(void)
 {
@@ -373,6 +446,7 @@ int main(void)
     own_precert(base, root, root_key, key);
     grouping(base, root, root_key, key);
     no_timer(base, root, root_key, key);
+    adaptive(base, root, root_key, key);
     checkpoint();
 
     X509_free(root);
