@@ -239,8 +239,10 @@ void audit_log_expect_done(audit_log *a)
     if (!a)
         return;
     pthread_mutex_lock(&a->mu);
-    if (a->expected > 0 && --a->expected == 0 && a->head)
-        pthread_cond_signal(&a->cond); /* a batch may be waiting for its window */
+    /* A batch may be waiting for its window: wake the writer only if the window would end (busy,
+     * it would just wait again, and a wake-up costs a context switch). */
+    if (a->expected > 0 && --a->expected == 0 && a->head && cpu_load_recent() < CPU_LOAD_BUSY)
+        pthread_cond_signal(&a->cond);
     pthread_mutex_unlock(&a->mu);
 }
 

@@ -188,8 +188,11 @@ void ct_log_expect(ct_log *log)
 void ct_log_expect_done(ct_log *log)
 {
     pthread_mutex_lock(&log->q_lock);
-    if (log->expected > 0 && --log->expected == 0 && log->q_head)
-        pthread_cond_signal(&log->q_cond); /* a batch may be waiting for its window */
+    /* A batch may be waiting for its window: wake the writer only if the window would end (busy,
+     * it would just wait again, and a wake-up costs a context switch). */
+    if (log->expected > 0 && --log->expected == 0 && log->q_head &&
+        cpu_load_recent() < CPU_LOAD_BUSY)
+        pthread_cond_signal(&log->q_cond);
     pthread_mutex_unlock(&log->q_lock);
 }
 
