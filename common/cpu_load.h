@@ -14,6 +14,6 @@
 double cpu_load_recent(void);
 
 /* Above this load CPU is what to save (e.g. by batching fsyncs), below it latency. */
-#define CPU_LOAD_BUSY 0.7
+#define CPU_LOAD_BUSY 0.8
 
 #endif
