@@ -560,6 +560,23 @@ static int open_listeners(http_server *srv, char *why, size_t whylen)
     return 0;
 }
 
+/* A worker's event loop. With epoll's change list, the changes a loop iteration makes to a
+ * descriptor reach the kernel as one epoll_ctl when the loop next waits: evhttp enables reading
+ * and writing separately for every answer (two calls without it), then turns writing off and
+ * reading back on after it. One epoll_ctl (about 2 us in a VM) fewer per request. The change
+ * list's caveat, descriptors duplicated with dup() on one loop, does not arise: every socket
+ * here is accepted once. */
+static struct event_base *worker_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 http_server *http_server_new(const http_server_options *opts, http_handler handler, void *arg,
                              char *why, size_t whylen)
 {
@@ -653,7 +670,7 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         struct worker *w = &srv->workers[i];
         w->srv = srv;
         w->id = i;
-        w->base = event_base_new();
+        w->base = worker_base_new();
         w->http = w->base ? evhttp_new(w->base) : NULL;
         if (w->http && !srv->climit)
             srv->climit = conn_limit_new(srv->opts.max_connections);

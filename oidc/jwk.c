@@ -12,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,24 @@ out:
     return pkey;
 }
 
+/* The verification context oidc_jwk.verify_tmpl describes; NULL on any failure. */
+static EVP_MD_CTX *verify_template(EVP_PKEY *pkey, const char *alg)
+{
+    const char *md_name = strstr(alg, "384") ? "SHA384" : strstr(alg, "512") ? "SHA512" : "SHA256";
+    EVP_MD *md = EVP_MD_fetch(NULL, md_name, NULL);
+    EVP_MD_CTX *ctx = md ? EVP_MD_CTX_new() : NULL;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) == 1 &&
+             (alg[0] != 'R' || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1);
+    EVP_MD_free(md); /* the context holds its own reference */
+    if (!ok) {
+        EVP_MD_CTX_free(ctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    return ctx;
+}
+
 /* Parses one JWK into *out. Returns 0, or -1 with a reason to log (the key is skipped). */
 static int parse_one(const json_t *k, oidc_jwk *out, const char **reason)
 {
@@ -211,10 +230,12 @@ static int parse_one(const json_t *k, oidc_jwk *out, const char **reason)
     out->kid = strdup(kidv ? json_string_value(kidv) : "");
     out->alg = strdup(want_alg);
     out->pkey = pkey;
+    out->verify_tmpl = verify_template(pkey, want_alg);
     if (!out->kid || !out->alg) {
         free(out->kid);
         free(out->alg);
         EVP_PKEY_free(pkey);
+        EVP_MD_CTX_free(out->verify_tmpl);
         memset(out, 0, sizeof(*out));
         *reason = "out of memory";
         return -1;
@@ -228,6 +249,7 @@ static void set_free(oidc_jwk_set *set)
         free(set->keys[i].kid);
         free(set->keys[i].alg);
         EVP_PKEY_free(set->keys[i].pkey);
+        EVP_MD_CTX_free(set->keys[i].verify_tmpl);
     }
     free(set->keys);
     free(set);

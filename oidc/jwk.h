@@ -17,6 +17,10 @@ typedef struct oidc_jwk {
     char *kid;      /* may be "" when the JWK has none */
     char *alg;      /* "RS256", "RS384", "RS512", "ES256", "ES384" */
     EVP_PKEY *pkey; /* owned */
+    /* EVP_DigestVerifyInit done once for pkey and alg (digest, RSA PKCS#1 v1.5 padding): a
+     * verification starts from a copy (EVP_MD_CTX_copy_ex), which skips the init's provider
+     * lookups. Owned, read-only; NULL when it could not be made (verify then initialises). */
+    EVP_MD_CTX *verify_tmpl;
 } oidc_jwk;
 
 /* An immutable, reference-counted key set. */

@@ -272,8 +272,10 @@ int oidc_token_verify_signature(const oidc_token *tok, const oidc_jwk *key, char
     int ok = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
-    if (ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) == 1 &&
-        (a->is_ec || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1)) {
+    /* From the key's prepared context when it has one (same digest: the alg matched above). */
+    if (ctx && key->verify_tmpl ? EVP_MD_CTX_copy_ex(ctx, key->verify_tmpl) == 1
+        : ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) == 1 &&
+              (a->is_ec || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1)) {
         ok = EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)tok->signing_input,
                               tok->signing_input_len) == 1;
     }

@@ -5,6 +5,8 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ca/cert_profile.h"
 #include "ca/client_key.h"
@@ -541,6 +543,54 @@ static void test_serials(void)
     X509_ALGOR_free(alg);
 }
 
+/* The serial's random bytes come from a per-thread pool: a child made by fork() after the parent
+ * drew from it must not hand out the parent's next serials. */
+static char *serial_hex(X509 *ca, X509_ALGOR *alg)
+{
+    principal p = email_principal();
+    char why[256];
+    X509 *x = cert_profile_build(&p, key_of(K_P256), ca, alg, NOW, why, sizeof why);
+    BIGNUM *bn = x ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL) : NULL;
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    BN_free(bn);
+    X509_free(x);
+    return hex;
+}
+
+static void test_serials_after_fork(void)
+{
+    X509 *ca = make_ca(K_P256, "ca", 1);
+    X509_ALGOR *alg = alg_for(K_P256);
+    char *first = serial_hex(ca, alg); /* fills this thread's pool */
+    int fds[2];
+    char child[128] = "", *parent = NULL;
+    if (first && pipe(fds) == 0) {
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *h = serial_hex(ca, alg);
+            if (h && write(fds[1], h, strlen(h)) < 0)
+                _exit(2);
+            _exit(h ? 0 : 1);
+        }
+        close(fds[1]);
+        parent = serial_hex(ca, alg);
+        ssize_t n = pid > 0 ? read(fds[0], child, sizeof child - 1) : -1;
+        child[n > 0 ? n : 0] = '\0';
+        close(fds[0]);
+        int st = 0;
+        if (pid > 0)
+            waitpid(pid, &st, 0);
+    }
+    CHECK(first && parent && child[0] && strcmp(parent, child) != 0 && strcmp(first, child) != 0,
+          "after fork, parent and child draw different serials (parent %s, child %s)",
+          parent ? parent : "?", child[0] ? child : "?");
+    OPENSSL_free(first);
+    OPENSSL_free(parent);
+    X509_free(ca);
+    X509_ALGOR_free(alg);
+}
+
 /* ---- pre-issuance check: break one thing at a time ---- */
 
 static X509 *g_ca, *g_ca_noskid, *g_other_ca;
@@ -882,6 +932,7 @@ int main(void)
     test_san_kinds();
     test_matrix();
     test_serials();
+    test_serials_after_fork();
 
     g_ca = make_ca(K_P256, "ca", 1);
     g_ca_noskid = make_ca(K_P256, "ca", 0);

@@ -60,6 +60,15 @@ static void test_rsa_and_ec(EVP_PKEY *rsa, EVP_PKEY *p256, EVP_PKEY *p384)
     k = jwk_set_find(set, "e3");
     CHECK(k && strcmp(k->alg, "ES384") == 0 && EVP_PKEY_eq(k->pkey, p384) == 1,
           "P-384 key equals the generated one, alg ES384");
+    static const struct { const char *kid; int md_size; } tmpl[] = {
+        {"r1", 32}, {"r5", 64}, {"e1", 32}, {"e3", 48}};
+    for (size_t i = 0; i < sizeof tmpl / sizeof tmpl[0]; i++) {
+        k = jwk_set_find(set, tmpl[i].kid);
+        const EVP_MD *md = k && k->verify_tmpl ? EVP_MD_CTX_get0_md(k->verify_tmpl) : NULL;
+        CHECK(md && EVP_MD_get_size(md) == tmpl[i].md_size,
+              "key %s: prepared verification context with a %d-byte digest", tmpl[i].kid,
+              tmpl[i].md_size);
+    }
     CHECK(jwk_set_find(set, "nope") == NULL, "unknown kid");
     CHECK(jwk_set_find(set, NULL) == NULL && jwk_set_find(set, "") == NULL,
           "no kid with several keys finds nothing");
