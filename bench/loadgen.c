@@ -218,7 +218,18 @@ static void send_request(struct lg *g, struct conn *c, uint64_t seq, double inte
     }
     struct timeval to = tv_of(g->o.timeout);
     bufferevent_set_timeouts(c->bev, &to, NULL);
-    evbuffer_add_reference(bufferevent_get_output(c->bev), g->reqs[i], g->reqlen[i], NULL, NULL);
+    /* Straight to the socket, which has room for a request: through the bufferevent, each
+     * request would turn its write event on and off again (two epoll_ctl), and the load
+     * generator shares the cores with the server it measures. What does not go out now (a full
+     * socket buffer, an error) goes through the bufferevent, which reports any error. */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t sent = 0;
+    if (evbuffer_get_length(out) == 0) {
+        ssize_t n = send((int)bufferevent_getfd(c->bev), g->reqs[i], g->reqlen[i], MSG_NOSIGNAL);
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (sent < g->reqlen[i])
+        evbuffer_add_reference(out, g->reqs[i] + sent, g->reqlen[i] - sent, NULL, NULL);
 }
 
 static uint64_t due_seqs(const struct lg *g, double now)

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +15,39 @@
 #include "common/x509_der.h"
 #include "common/log.h"
 
+/* PEM_write_bio's layout for a certificate's DER, without a BIO: the BEGIN line, base64 in lines
+ * of 64 characters (EVP_EncodeBlock on 48-byte blocks), the END line; no trailing newline. */
+static char *pem_of_der(const unsigned char *der, size_t len)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
+    static const char end[] = "-----END CERTIFICATE-----";
+    size_t lines = (len + 47) / 48;
+    char *out = malloc(sizeof begin - 1 + lines * 65 + sizeof end);
+    if (!out)
+        return NULL;
+    char *p = out;
+    memcpy(p, begin, sizeof begin - 1);
+    p += sizeof begin - 1;
+    for (size_t at = 0; at < len; at += 48) {
+        size_t n = len - at < 48 ? len - at : 48;
+        p += EVP_EncodeBlock((unsigned char *)p, der + at, (int)n);
+        *p++ = '\n';
+    }
+    memcpy(p, end, sizeof end);
+    return out;
+}
+
 char *service_cert_pem(X509 *cert)
 {
+    size_t len = 0;
+    const unsigned char *der = x509_der_get(cert, &len); /* an issued certificate's bytes */
+    if (der && len > 0)
+        return pem_of_der(der, len);
     BIO *b = BIO_new(BIO_s_mem());
     if (!b)
         return NULL;
     char *out = NULL;
-    size_t len = 0;
-    const unsigned char *der = x509_der_get(cert, &len); /* an issued certificate's bytes */
-    if (der && len <= LONG_MAX ? PEM_write_bio(b, PEM_STRING_X509, "", der, (long)len) > 0
-                               : PEM_write_bio_X509(b, cert)) {
+    if (PEM_write_bio_X509(b, cert) > 0) {
         char *data;
         long n = BIO_get_mem_data(b, &data);
         while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r' || data[n - 1] == ' '))
