@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/evp_once.h"
+
 /* Rounds of Fermat factorisation sigstore asks of goodkey (cryptoutils.ValidatePubKey). */
 #define FERMAT_ROUNDS 100
 
@@ -675,7 +677,7 @@ static int digest_verify(EVP_PKEY *key, const EVP_MD *md, const unsigned char *m
     EVP_MD_CTX *mctx = EVP_MD_CTX_new();
     int rc = -1;
     if (mctx && EVP_DigestVerifyInit(mctx, NULL, md, NULL, key) == 1)
-        rc = EVP_DigestVerify(mctx, sig, siglen, msg ? msg : empty, msglen) == 1;
+        rc = evp_verify_once(mctx, sig, siglen, msg ? msg : empty, msglen) == 1;
     EVP_MD_CTX_free(mctx);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/evp_once.h"
 #include "common/log.h"
 #include "ct/sct.h"
 
@@ -311,7 +312,7 @@ int ctlog_key_sign(ctlog_key *k, const unsigned char *msg, size_t len, int verif
         EVP_MD_CTX *c = EVP_MD_CTX_new();
         int ready = c && k->tmpl && EVP_MD_CTX_copy_ex(c, k->tmpl) == 1;
         int ok = c && (ready || EVP_DigestSignInit(c, NULL, EVP_sha256(), NULL, k->priv) == 1) &&
-                 EVP_DigestSign(c, out + 4, &sl, msg, len) == 1;
+                 evp_sign_once(c, out + 4, &sl, msg, len) == 1;
         EVP_MD_CTX_free(c);
         if (!ok) {
             ERR_clear_error();

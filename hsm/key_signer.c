@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/evp_once.h"
+
 struct key_impl {
     EVP_PKEY *key; /* read-only after construction */
     EVP_MD *md;    /* fetched once; NULL for pure Ed25519 */
@@ -24,7 +26,7 @@ static enum signer_status key_sign(void *impl, const unsigned char *tbs, size_t 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ready = ctx && k->tmpl && EVP_MD_CTX_copy_ex(ctx, k->tmpl) == 1;
     int ok = ctx && (ready || EVP_DigestSignInit(ctx, NULL, k->md, NULL, k->key) == 1) &&
-             EVP_DigestSign(ctx, sig, siglen, tbs, tbslen) == 1;
+             evp_sign_once(ctx, sig, siglen, tbs, tbslen) == 1;
     EVP_MD_CTX_free(ctx);
     if (!ok) {
         unsigned long e = ERR_peek_last_error();

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/evp_once.h"
 #include "common/metrics.h"
 
 static const char *kind_of(const signer *s)
@@ -28,7 +29,7 @@ static int verify_signature(const signer *s, const unsigned char *tbs, size_t tb
         return 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, md, NULL, s->public_key) == 1 &&
-             EVP_DigestVerify(ctx, sig, siglen, tbs, tbslen) == 1;
+             evp_verify_once(ctx, sig, siglen, tbs, tbslen) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/base64.h"
+#include "common/evp_once.h"
 #include "common/json_fast.h"
 
 /* Longest claim value quoted in a reason. */
@@ -276,7 +277,7 @@ int oidc_token_verify_signature(const oidc_token *tok, const oidc_jwk *key, char
     if (ctx && key->verify_tmpl ? EVP_MD_CTX_copy_ex(ctx, key->verify_tmpl) == 1
         : ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) == 1 &&
               (a->is_ec || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1)) {
-        ok = EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)tok->signing_input,
+        ok = evp_verify_once(ctx, sig, siglen, (const unsigned char *)tok->signing_input,
                               tok->signing_input_len) == 1;
     }
     EVP_MD_CTX_free(ctx);
