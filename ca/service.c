@@ -1,7 +1,6 @@
 #include "ca/service.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <jansson.h>
 #include <openssl/evp.h>

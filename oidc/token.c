@@ -274,12 +274,15 @@ int oidc_token_verify_signature(const oidc_token *tok, const oidc_jwk *key, char
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
     /* From the key's prepared context when it has one (same digest: the alg matched above). */
-    if (ctx && key->verify_tmpl ? EVP_MD_CTX_copy_ex(ctx, key->verify_tmpl) == 1
-        : ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) == 1 &&
-              (a->is_ec || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1)) {
+    int ready = 0;
+    if (ctx && key->verify_tmpl)
+        ready = EVP_MD_CTX_copy_ex(ctx, key->verify_tmpl) == 1;
+    else if (ctx)
+        ready = EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) == 1 &&
+                (a->is_ec || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1);
+    if (ready)
         ok = evp_verify_once(ctx, sig, siglen, (const unsigned char *)tok->signing_input,
-                              tok->signing_input_len) == 1;
-    }
+                             tok->signing_input_len) == 1;
     EVP_MD_CTX_free(ctx);
     OPENSSL_free(der);
     ERR_clear_error();
