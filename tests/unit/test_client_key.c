@@ -372,6 +372,32 @@ static void test_garbage(EVP_PKEY *p256, EVP_PKEY *rsa)
     CHECK(client_key_parse(longer, derlen, why, sizeof why) == NULL, "off-curve point refused");
     CHECK_STREQ(why, "publicKey.content: the EC point is not a valid uncompressed point of P-256",
                 "off-curve reason");
+    /* The other curves: their usual encoding parses to the same key, a point off the curve is
+     * refused with the curve's name. */
+    static const char *const more[] = {"P-384", "P-521"};
+    static const size_t point_len[] = {97, 133};
+    for (size_t i = 0; i < 2; i++) {
+        EVP_PKEY *k = EVP_EC_gen(more[i]);
+        size_t kl = 0;
+        unsigned char *kd = k ? spki_der(k, &kl) : NULL;
+        EVP_PKEY *back = kd ? client_key_parse(kd, kl, why, sizeof why) : NULL;
+        CHECK(back && EVP_PKEY_eq(back, k) == 1, "%s DER SPKI parses to the same key", more[i]);
+        char want[120];
+        snprintf(want, sizeof want,
+                 "publicKey.content: the EC point is not a valid uncompressed point of %s",
+                 more[i]);
+        if (kd)
+            kd[kl - 1] ^= 0x01;
+        CHECK(kd && client_key_parse(kd, kl, why, sizeof why) == NULL && strcmp(why, want) == 0,
+              "%s off-curve point refused: %s", more[i], why);
+        if (kd)
+            kd[kl - point_len[i]] = 0x02; /* the point's first byte: not uncompressed */
+        CHECK(kd && client_key_parse(kd, kl, why, sizeof why) == NULL, "%s point not 04 refused",
+              more[i]);
+        EVP_PKEY_free(back);
+        OPENSSL_free(kd);
+        EVP_PKEY_free(k);
+    }
     /* The point at infinity: BIT STRING 00 (Go's elliptic.Unmarshal refuses it). */
     static const unsigned char infinity[] = {
         0x30, 0x19, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
