@@ -239,19 +239,24 @@ void audit_log_expect_done(audit_log *a)
     if (!a)
         return;
     pthread_mutex_lock(&a->mu);
-    /* A batch may be waiting for its window: wake the writer only if the window would end (busy,
-     * it would just wait again, and a wake-up costs a context switch). */
-    if (a->expected > 0 && --a->expected == 0 && a->head && cpu_load_recent() < CPU_LOAD_BUSY)
+    /* A batch may be waiting for its window: wake the writer only if its wait can end sooner
+     * (with the whole window's share it would just wait again, and a wake-up costs a context
+     * switch). */
+    if (a->expected > 0 && --a->expected == 0 && a->head && cpu_load_window_share() < 1)
         pthread_cond_signal(&a->cond);
     pthread_mutex_unlock(&a->mu);
 }
 
-/* The window stays open for the queued batch: records are announced, or none ever were, or the
- * process keeps the cores busy (then an fsync saved is worth the wait; requests still unread in
- * their sockets are never announced). */
-static int more_expected(const audit_log *a)
+/* Until when the queued batch waits for company: the whole window while records are announced
+ * (or none ever were); once none is outstanding, the share of it the process's load asks for
+ * (cpu_load_window_share: none with cores idle, all of it when they are busy, as requests still
+ * unread in their sockets are never announced). */
+static struct timespec batch_deadline(const audit_log *a)
 {
-    return !a->expect_used || a->expected > 0 || cpu_load_recent() >= CPU_LOAD_BUSY;
+    int ms = a->window_ms;
+    if (a->expect_used && a->expected == 0)
+        ms = (int)(a->window_ms * cpu_load_window_share());
+    return ts_add_ms(a->first_at, ms);
 }
 
 static void *writer_main(void *arg)
@@ -265,14 +270,16 @@ static void *writer_main(void *arg)
         if (!a->head && a->stopping)
             break;
         /* Under load (the first record came within the window after the last sync), gather
-         * until the window closes, or until no announced record is outstanding; appends after
-         * the first do not wake this thread. */
-        if (a->window_ms > 0 && more_expected(a) &&
-            ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
-            struct timespec until = ts_add_ms(a->first_at, a->window_ms);
-            while (!a->stopping && more_expected(a) &&
-                   pthread_cond_timedwait(&a->cond, &a->mu, &until) == 0)
-                ;
+         * until batch_deadline; appends after the first do not wake this thread, the last
+         * withdrawn announcement does when the deadline moves earlier. */
+        if (a->window_ms > 0 && ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
+            for (;;) {
+                struct timespec until = batch_deadline(a), now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (a->stopping || !ts_before(now, until) ||
+                    pthread_cond_timedwait(&a->cond, &a->mu, &until) != 0)
+                    break;
+            }
         }
         struct pending *batch = a->head;
         a->head = a->tail = NULL;

@@ -49,9 +49,10 @@ void audit_log_set_window(audit_log *a, int window_ms);
 
 /* Adaptive group commit: audit_log_expect announces a record on its way (a signing request under
  * way), audit_log_expect_done withdraws it after audit_log_append (or when no record will come).
- * Once anything was announced, a batch waiting for its window is synced as soon as no announced
- * record is outstanding while the process leaves cores idle (common/cpu_load.h): light load waits
- * only for the certificates being made, heavy load for the whole window, never longer.
+ * Once anything was announced, a batch waiting for its window waits, once no announced record is
+ * outstanding, only the share of the window the process's load asks for (cpu_load_window_share,
+ * common/cpu_load.h): light load waits only for the certificates being made, heavy load for the
+ * whole window, never longer.
  * NULL-safe; any thread. */
 void audit_log_expect(audit_log *a);
 void audit_log_expect_done(audit_log *a);

@@ -64,3 +64,14 @@ double cpu_load_recent(void)
     }
     return atomic_load(&g_load_ppm) / 1e6;
 }
+
+double cpu_load_window_share_at(double load)
+{
+    if (load <= CPU_LOAD_LOW)
+        return 0;
+    if (load >= CPU_LOAD_FULL)
+        return 1;
+    return (load - CPU_LOAD_LOW) / (CPU_LOAD_FULL - CPU_LOAD_LOW);
+}
+
+double cpu_load_window_share(void) { return cpu_load_window_share_at(cpu_load_recent()); }

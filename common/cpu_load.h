@@ -13,7 +13,16 @@
 
 double cpu_load_recent(void);
 
-/* Above this load CPU is what to save (e.g. by batching fsyncs), below it latency. */
-#define CPU_LOAD_BUSY 0.8
+/* How much of a group-commit window a batch should wait for company when no announced request
+ * is outstanding: 0 while the load is at most CPU_LOAD_LOW (latency is what to save: commit at
+ * once), 1 from CPU_LOAD_FULL on (CPU is: the whole window, to share each fsync more widely),
+ * linear between. Graded rather than a switch at one load: a server near the switch (a moderate
+ * load whose 50 ms periods straddle it) would wait whole windows in some periods and none in
+ * others, and its tail latency would carry whole windows. cpu_load_window_share_at maps a load;
+ * cpu_load_window_share maps cpu_load_recent(). */
+#define CPU_LOAD_LOW 0.75
+#define CPU_LOAD_FULL 0.85
+double cpu_load_window_share_at(double load);
+double cpu_load_window_share(void);
 
 #endif

@@ -92,9 +92,10 @@ int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_
 /* Adaptive group commit for a submitter in this process (the CA). ct_log_expect announces a
  * submission on its way (a signing request under way); ct_log_expect_done withdraws it, after the
  * submission was made or when it will not be. Once anything was announced, a batch waiting for
- * its window (batch_ms) is committed as soon as no announced submission is outstanding while the
- * process leaves cores idle (common/cpu_load.h): under light load it waits only for the issuances
- * already being signed, under heavy load it gathers for the whole window, never longer. A log nobody announces to keeps the fixed window.
+ * its window (batch_ms) waits, once no announced submission is outstanding, only the share of the
+ * window the process's load asks for (cpu_load_window_share, common/cpu_load.h): under light load
+ * it waits only for the issuances already being signed, under heavy load it gathers for the
+ * whole window, never longer. A log nobody announces to keeps the fixed window.
  * Thread-safe. */
 void ct_log_expect(ct_log *log);
 void ct_log_expect_done(ct_log *log);

@@ -188,10 +188,10 @@ void ct_log_expect(ct_log *log)
 void ct_log_expect_done(ct_log *log)
 {
     pthread_mutex_lock(&log->q_lock);
-    /* A batch may be waiting for its window: wake the writer only if the window would end (busy,
-     * it would just wait again, and a wake-up costs a context switch). */
-    if (log->expected > 0 && --log->expected == 0 && log->q_head &&
-        cpu_load_recent() < CPU_LOAD_BUSY)
+    /* A batch may be waiting for its window: wake the writer only if its wait can end sooner
+     * (with the whole window's share it would just wait again, and a wake-up costs a context
+     * switch). */
+    if (log->expected > 0 && --log->expected == 0 && log->q_head && cpu_load_window_share() < 1)
         pthread_cond_signal(&log->q_cond);
     pthread_mutex_unlock(&log->q_lock);
 }
@@ -442,10 +442,10 @@ static void wait_until(ct_log *log, uint64_t deadline_ms)
  * after the previous commit ended (or during it) waits until batch_ms after that submission, so
  * more submissions share one fsync (each costs about as much CPU as a signature on a virtual
  * disk). A submission to an idle log is committed at once. With announced submissions
- * (ct_log_expect), the window also ends when none is outstanding while the process leaves cores
- * idle (cpu_load_recent below CPU_LOAD_BUSY): with CPU to spare an fsync more costs
- * nothing, and the batch's requests are answered sooner. Busy, the whole window is used, as
- * requests still unread in their sockets are never announced. */
+ * (ct_log_expect), once none is outstanding the batch waits only the share of the window that
+ * the process's load asks for (cpu_load_window_share): none while cores are idle (an fsync more
+ * costs nothing then, and the batch's requests are answered sooner), all of it when they are
+ * busy (requests still unread in their sockets are never announced), graded between. */
 static void *writer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "ctlog-writer");
@@ -455,10 +455,11 @@ static void *writer_main(void *arg)
     for (;;) {
         if (log->q_head) {
             if (log->batch_ms > 0 && !log->stopping && log->q_len < MAX_BATCH &&
-                log->q_first_ms < log->last_commit_ms + (uint64_t)log->batch_ms &&
-                (!log->expect_used || log->expected > 0 ||
-                 cpu_load_recent() >= CPU_LOAD_BUSY)) {
-                uint64_t deadline = log->q_first_ms + (uint64_t)log->batch_ms;
+                log->q_first_ms < log->last_commit_ms + (uint64_t)log->batch_ms) {
+                uint64_t wait_ms = (uint64_t)log->batch_ms;
+                if (log->expect_used && log->expected == 0)
+                    wait_ms = (uint64_t)(log->batch_ms * cpu_load_window_share());
+                uint64_t deadline = log->q_first_ms + wait_ms;
                 if (ctlog_mono_ms() < deadline) {
                     wait_until(log, deadline);
                     continue;

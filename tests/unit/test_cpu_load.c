@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_cpu_load.c: common/cpu_load.h: the process's recent share of the cores reads
- * low while it sleeps and high while its threads spin, one value per 50 ms period.
+ * low while it sleeps and high while its threads spin, one value per 50 ms period; the
+ * group-commit window's share graded by load.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,5 +70,24 @@ int main(void)
 
     double after = sample_for(200);
     CHECK(after < 0.2, "idle again, the load is low again: %.3f", after);
+
+    /* The group-commit window's share: none up to CPU_LOAD_LOW, all from CPU_LOAD_FULL, linear
+     * and rising between. */
+    CHECK(cpu_load_window_share_at(0) == 0 && cpu_load_window_share_at(CPU_LOAD_LOW) == 0,
+          "no wait for company with cores idle");
+    CHECK(cpu_load_window_share_at(CPU_LOAD_FULL) == 1 && cpu_load_window_share_at(1) == 1,
+          "the whole window with the cores busy");
+    double mid = cpu_load_window_share_at((CPU_LOAD_LOW + CPU_LOAD_FULL) / 2);
+    CHECK(mid > 0.49 && mid < 0.51, "half the window half way: %.3f", mid);
+    double prev = 0;
+    int rising = 1;
+    for (double l = CPU_LOAD_LOW; l <= CPU_LOAD_FULL; l += 0.01) {
+        double v = cpu_load_window_share_at(l);
+        rising &= v >= prev && v >= 0 && v <= 1;
+        prev = v;
+    }
+    CHECK(rising, "the share rises with the load");
+    CHECK(cpu_load_window_share() == cpu_load_window_share_at(cpu_load_recent()),
+          "cpu_load_window_share is the share of the recent load");
     CHECK_MAIN_END();
 }
