@@ -123,18 +123,28 @@ static long ms_since(const struct timespec *t0)
     return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/* A new audit log <g_dir>/name (its path in path) with a group-commit window; NULL (a failed
+ * check) if it cannot be opened. */
+static audit_log *open_windowed(const char *name, int window_ms, char *path, size_t pathlen)
+{
+    char why[256] = "";
+    snprintf(path, pathlen, "%s/%s", g_dir, name);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open %s: %s", name, why);
+    if (a)
+        audit_log_set_window(a, window_ms);
+    return a;
+}
+
 /* audit_log_set_window: a record to an idle log is synced at once; records that follow a sync
  * within the window wait for it to close and share one sync. */
 static void test_window(void)
 {
     enum { WINDOW_MS = 500 };
     char path[512], why[256] = "";
-    snprintf(path, sizeof path, "%s/window.log", g_dir);
-    audit_log *a = audit_log_open(path, why, sizeof why);
-    CHECK(a != NULL, "open: %s", why);
+    audit_log *a = open_windowed("window.log", WINDOW_MS, path, sizeof path);
     if (!a)
         return;
-    audit_log_set_window(a, WINDOW_MS);
     struct basic b1 = {.path = path}, b2 = {.path = path}, b3 = {.path = path},
                  b4 = {.path = path};
     struct timespec t0;
@@ -179,12 +189,9 @@ static void test_window_adaptive(void)
 {
     enum { WINDOW_MS = 1000 };
     char path[512], why[256] = "";
-    snprintf(path, sizeof path, "%s/adaptive.log", g_dir);
-    audit_log *a = audit_log_open(path, why, sizeof why);
-    CHECK(a != NULL, "open: %s", why);
+    audit_log *a = open_windowed("adaptive.log", WINDOW_MS, path, sizeof path);
     if (!a)
         return;
-    audit_log_set_window(a, WINDOW_MS);
     struct basic b[5];
     for (int i = 0; i < 5; i++)
         b[i] = (struct basic){.path = path};
