@@ -53,6 +53,23 @@ static int x_read(sqlite3_file *p, void *out, int amt, sqlite3_int64 off)
     return rc != SQLITE_OK ? rc : f->real->pMethods->xRead(f->real, out, amt, off);
 }
 
+/* Room for need bytes in f's buffer (need <= WAL_WRITE_VFS_MAX): 0, or -1 out of memory. */
+static int reserve(struct wal_file *f, size_t need)
+{
+    if (need <= f->cap)
+        return 0;
+    size_t cap = f->cap ? f->cap : 64 * 1024;
+    while (cap < need)
+        cap *= 2;
+    cap = cap > WAL_WRITE_VFS_MAX ? WAL_WRITE_VFS_MAX : cap;
+    unsigned char *b = realloc(f->buf, cap);
+    if (!b)
+        return -1;
+    f->buf = b;
+    f->cap = cap;
+    return 0;
+}
+
 /* A WAL write that continues the gathered ones joins them; any other flushes them first. */
 static int x_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
 {
@@ -60,44 +77,19 @@ static int x_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off
     if (!f->is_wal)
         return f->real->pMethods->xWrite(f->real, data, amt, off);
     size_t n = (size_t)amt;
-    if (f->len && off == f->off + (sqlite3_int64)f->len && f->len + n <= WAL_WRITE_VFS_MAX &&
-        f->len + n <= f->cap) {
-        memcpy(f->buf + f->len, data, n);
-        f->len += n;
-        return SQLITE_OK;
-    }
-    int contiguous = f->len && off == f->off + (sqlite3_int64)f->len;
-    if (contiguous && f->len + n <= WAL_WRITE_VFS_MAX) { /* grow the buffer */
-        size_t cap = f->cap * 2;
-        while (cap < f->len + n)
-            cap *= 2;
-        cap = cap > WAL_WRITE_VFS_MAX ? WAL_WRITE_VFS_MAX : cap;
-        unsigned char *b = realloc(f->buf, cap);
-        if (b) {
-            f->buf = b;
-            f->cap = cap;
-            memcpy(f->buf + f->len, data, n);
-            f->len += n;
-            return SQLITE_OK;
+    int joins = f->len && off == f->off + (sqlite3_int64)f->len;
+    if (!joins || f->len + n > WAL_WRITE_VFS_MAX || reserve(f, f->len + n) != 0) {
+        int rc = flush(f);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (n > WAL_WRITE_VFS_MAX || reserve(f, n) != 0) {
+            atomic_fetch_add(&g_writes, 1);
+            return f->real->pMethods->xWrite(f->real, data, amt, off);
         }
+        f->off = off;
     }
-    int rc = flush(f);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (!f->buf && n <= WAL_WRITE_VFS_MAX) {
-        size_t cap = 64 * 1024;
-        while (cap < n)
-            cap *= 2;
-        if ((f->buf = malloc(cap)) != NULL)
-            f->cap = cap;
-    }
-    if (!f->buf || n > f->cap) {
-        atomic_fetch_add(&g_writes, 1);
-        return f->real->pMethods->xWrite(f->real, data, amt, off);
-    }
-    memcpy(f->buf, data, n);
-    f->len = n;
-    f->off = off;
+    memcpy(f->buf + f->len, data, n);
+    f->len += n;
     return SQLITE_OK;
 }
 

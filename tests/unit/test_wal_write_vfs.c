@@ -60,13 +60,13 @@ static void run(const char *sync)
     char sql[128];
     unlink(path);
     sqlite3 *w = NULL, *r = NULL;
-    CHECK(sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, WAL_WRITE_VFS_NAME) ==
-              SQLITE_OK,
+    CHECK(sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                          WAL_WRITE_VFS_NAME) == SQLITE_OK,
           "open through the VFS");
     snprintf(sql, sizeof sql, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s", sync);
     CHECK(exec(w, sql) == SQLITE_OK, "WAL mode");
-    CHECK(exec(w, "PRAGMA wal_autocheckpoint=0; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)") ==
-              SQLITE_OK,
+    CHECK(exec(w, "PRAGMA wal_autocheckpoint=0; "
+                  "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)") == SQLITE_OK,
           "schema");
     CHECK(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK,
           "a reader through the default VFS");
@@ -117,7 +117,8 @@ static void run(const char *sync)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "%s/fulcrum-walvfs-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/fulcrum-walvfs-XXXXXX", t && *t ? t : "/tmp"); /* mkdtemp */
     if (!mkdtemp(dir))
         return 1;
     snprintf(path, sizeof path, "%s/t.db", dir);
