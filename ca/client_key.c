@@ -13,6 +13,9 @@
  *
  * No global state: every function is safe to call from several threads at once.
  */
+/* The EC_KEY and ECDSA_verify functions (deprecated in 3.0, still in every 3.x) check a bare point
+ * without making a provider key: see "An EC client key is a bare point" below. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "ca/client_key.h"
 
 #include <limits.h>
@@ -108,10 +111,10 @@ static int ec_curve_nid(EVP_PKEY *key, char *name, size_t namelen)
     return nid;
 }
 
-/* What client_key_parse learnt making an EC key from its uncompressed point 04||X||Y, kept on
- * the EVP_PKEY (ex_data) so that the policy check, the proof and the certificate's SPKI need not
- * ask OpenSSL's provider for the curve name or the encoded point again. OpenSSL accepted the point
- * (coordinates below p, on the curve) when it was set. Copies made by EVP_PKEY_dup carry none. */
+/* An EC key client_key_parse made from an uncompressed point 04||X||Y: its curve and that point,
+ * kept on an EVP_PKEY without type or material (ex_data; "An EC client key is a bare point"
+ * below). OpenSSL accepted the point (coordinates below p, on the curve) before the note was
+ * made. Copies made by EVP_PKEY_dup carry a copy. */
 struct ec_point_note {
     const struct allowed_curve *curve;
     size_t len;
@@ -127,12 +130,19 @@ static void note_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long
     free(ptr);
 }
 
-/* OpenSSL 3.0's EVP_PKEY_dup hands every ex_data pointer to the copy: the copy gets none. */
+/* OpenSSL 3.0's EVP_PKEY_dup hands the copy whatever pointer this leaves in *from_d: a copy of
+ * the note, since the note is the key (a copy without one would be no key at all). */
 static int note_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx,
                     long argl, void *argp)
 {
     (void)to, (void)from, (void)idx, (void)argl, (void)argp;
-    *from_d = NULL;
+    if (*from_d) {
+        struct ec_point_note *n = malloc(sizeof *n);
+        if (!n)
+            return 0;
+        memcpy(n, *from_d, sizeof *n);
+        *from_d = n;
+    }
     return 1;
 }
 
@@ -148,20 +158,23 @@ static const struct ec_point_note *note_of(EVP_PKEY *key)
     return key && g_note_index >= 0 ? EVP_PKEY_get_ex_data(key, g_note_index) : NULL;
 }
 
-static void set_note(EVP_PKEY *key, const struct allowed_curve *c, const unsigned char *point,
-                     size_t len)
+static int set_note(EVP_PKEY *key, const struct allowed_curve *c, const unsigned char *point,
+                    size_t len)
 {
     struct ec_point_note *n = len <= sizeof n->point ? malloc(sizeof *n) : NULL;
     pthread_once(&g_note_once, make_note_index);
     if (!n || g_note_index < 0) {
         free(n);
-        return; /* harmless: the slow paths ask OpenSSL */
+        return -1;
     }
     n->curve = c;
     n->len = len;
     memcpy(n->point, point, len);
-    if (!EVP_PKEY_set_ex_data(key, g_note_index, n))
+    if (!EVP_PKEY_set_ex_data(key, g_note_index, n)) {
         free(n);
+        return -1;
+    }
+    return 0;
 }
 
 const unsigned char *client_key_ec_point(EVP_PKEY *key, int *curve_nid, size_t *len)
@@ -195,6 +208,72 @@ static const EVP_MD *md_of(int md_nid)
 
 /* ---- parsing ------------------------------------------------------------------------------ */
 
+/* An EC client key is a bare point: it is checked once against its curve's equation and then
+ * only ever verified once (the proof of possession) and copied into the certificate (the note's
+ * bytes). OpenSSL 3.0 makes a provider key for every EVP_PKEY that holds key material (an
+ * EVP_PKEY_dup of a curve template with the point set is ~5 us and takes OpenSSL's global locks,
+ * 3.5 % of a worker; EVP_DigestVerifyInit on it ~2 us more). So client_key_parse returns, for
+ * P-256/P-384/P-521, an EVP_PKEY of type EC without key material, whose note holds the curve
+ * and the point, and this file checks the point and the proof with one EC_KEY per thread and
+ * curve (below). The EVP_PKEY has no type either: OpenSSL functions given it fail cleanly
+ * (EVP_PKEY_eq -2, i2d_PUBKEY -1, EVP_PKEY_is_a 0, no parameters), where a typed EC key without
+ * an EC_KEY makes some of them dereference NULL. Everything outside this file reads such a key
+ * through client_key_ec_point, client_key_describe and the other functions of client_key.h, or
+ * asks client_key_openssl for OpenSSL's own key. */
+struct thread_ec_keys {
+    EC_KEY *key[3];
+    /* the point each key holds now (len 0: none or unknown) */
+    unsigned char point[3][1 + 2 * 66];
+    size_t len[3];
+};
+
+static pthread_key_t g_thread_ec;
+static int g_thread_ec_ok;
+static pthread_once_t g_thread_ec_once = PTHREAD_ONCE_INIT;
+
+static void thread_ec_free(void *ptr)
+{
+    struct thread_ec_keys *t = ptr;
+    for (size_t i = 0; i < 3; i++)
+        EC_KEY_free(t->key[i]);
+    free(t);
+}
+
+static void make_thread_ec(void) { g_thread_ec_ok = pthread_key_create(&g_thread_ec, thread_ec_free) == 0; }
+
+/* This thread's EC_KEY for curve c holding `point` (04||X||Y), or NULL when OpenSSL refuses the
+ * point (a coordinate not below p, or not on the curve) or memory runs out. */
+static EC_KEY *thread_ec_key(const struct allowed_curve *c, const unsigned char *point, size_t len)
+{
+    size_t i = (size_t)(c - allowed_curves);
+    if (i >= 3 || len > sizeof ((struct thread_ec_keys *)0)->point[0])
+        return NULL;
+    pthread_once(&g_thread_ec_once, make_thread_ec);
+    if (!g_thread_ec_ok)
+        return NULL;
+    struct thread_ec_keys *t = pthread_getspecific(g_thread_ec);
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t || pthread_setspecific(g_thread_ec, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (!t->key[i] && !(t->key[i] = EC_KEY_new_by_curve_name(c->nid)))
+        return NULL;
+    if (t->len[i] == len && memcmp(t->point[i], point, len) == 0)
+        return t->key[i];
+    t->len[i] = 0;
+    if (EC_KEY_oct2key(t->key[i], point, len, NULL) != 1)
+        return NULL;
+    memcpy(t->point[i], point, len);
+    t->len[i] = len;
+    return t->key[i];
+}
+
+/* The client's key for an uncompressed point of an allowed curve: checked, then kept as the
+ * note of an EVP_PKEY without type or material (above). NULL if the point is not valid on the
+ * curve. */
 static EVP_PKEY *ec_fromdata(int curve_nid, const unsigned char *point, size_t len)
 {
     EVP_PKEY *key = NULL;
@@ -212,44 +291,24 @@ static EVP_PKEY *ec_fromdata(int curve_nid, const unsigned char *point, size_t l
     return key;
 }
 
-/* One public-only key per allowed curve (its point is the generator), made once. A client's key
- * is a copy of its curve's with the client's point set: the copy shares the curve's prepared
- * group, where EVP_PKEY_fromdata builds the group again for every key (about 27 us against 8
- * on P-256). Setting the point checks it is on the curve, as fromdata does. */
-#define NCURVES (sizeof allowed_curves / sizeof allowed_curves[0])
-static EVP_PKEY *g_ec_template[NCURVES];
-static pthread_once_t g_ec_template_once = PTHREAD_ONCE_INIT;
-
-static void make_ec_templates(void)
+EVP_PKEY *client_key_openssl(EVP_PKEY *key)
 {
-    for (size_t i = 0; i < NCURVES; i++) {
-        unsigned char point[1 + 2 * 66];
-        EC_GROUP *g = EC_GROUP_new_by_curve_name(allowed_curves[i].nid);
-        size_t len = g ? EC_POINT_point2oct(g, EC_GROUP_get0_generator(g),
-                                            POINT_CONVERSION_UNCOMPRESSED, point, sizeof point,
-                                            NULL)
-                       : 0;
-        g_ec_template[i] = len ? ec_fromdata(allowed_curves[i].nid, point, len) : NULL;
-        EC_GROUP_free(g);
-    }
-    ERR_clear_error();
+    const struct ec_point_note *n = note_of(key);
+    if (n)
+        return ec_fromdata(n->curve->nid, n->point, n->len);
+    return key && EVP_PKEY_up_ref(key) ? key : NULL;
 }
 
-static EVP_PKEY *ec_from_point(int curve_nid, const unsigned char *point, size_t len)
+static EVP_PKEY *ec_from_point(const struct allowed_curve *c, const unsigned char *point,
+                               size_t len)
 {
-    pthread_once(&g_ec_template_once, make_ec_templates);
-    const struct allowed_curve *c = find_curve(curve_nid);
-    EVP_PKEY *tmpl = c ? g_ec_template[c - allowed_curves] : NULL;
-    if (!tmpl)
-        return ec_fromdata(curve_nid, point, len);
-    EVP_PKEY *key = EVP_PKEY_dup(tmpl);
-    if (key && EVP_PKEY_set_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                               len) != 1) {
+    if (!thread_ec_key(c, point, len))
+        return NULL;
+    EVP_PKEY *key = EVP_PKEY_new();
+    if (!key || set_note(key, c, point, len) != 0) {
         EVP_PKEY_free(key);
-        key = NULL;
+        return NULL;
     }
-    if (key)
-        set_note(key, c, point, len);
     return key;
 }
 
@@ -347,7 +406,7 @@ static EVP_PKEY *spki_to_key(const unsigned char *der, size_t len, char *why, si
     if (whole_bytes && curve) {
         /* Go's elliptic.Unmarshal: uncompressed 04||x||y only, on the curve. */
         if (bits->length == (int)(1 + 2 * curve->field_bytes) && bits->data[0] == 0x04)
-            key = ec_from_point(curve->nid, bits->data, (size_t)bits->length);
+            key = ec_from_point(curve, bits->data, (size_t)bits->length);
         if (!key)
             set_why(why, whylen,
                     "publicKey.content: the EC point is not a valid uncompressed point of %s",
@@ -682,21 +741,50 @@ static int digest_verify(EVP_PKEY *key, const EVP_MD *md, const unsigned char *m
     return rc;
 }
 
-/* IEEE P1363 r||s (two equal halves) as a DER ECDSA-Sig-Value; NULL on failure. */
-static unsigned char *p1363_to_der(const unsigned char *sig, size_t siglen, int *derlen)
+/* IEEE P1363 r||s (two equal halves) as an ECDSA_SIG; NULL on failure. */
+static ECDSA_SIG *p1363_sig(const unsigned char *sig, size_t siglen)
 {
     ECDSA_SIG *es = ECDSA_SIG_new();
     BIGNUM *r = BN_bin2bn(sig, (int)(siglen / 2), NULL);
     BIGNUM *s = BN_bin2bn(sig + siglen / 2, (int)(siglen / 2), NULL);
-    unsigned char *der = NULL;
     if (!es || !r || !s || !ECDSA_SIG_set0(es, r, s)) {
         BN_free(r);
         BN_free(s);
-    } else if ((*derlen = i2d_ECDSA_SIG(es, &der)) <= 0) {
-        der = NULL;
+        ECDSA_SIG_free(es);
+        return NULL;
     }
-    ECDSA_SIG_free(es);
-    return der;
+    return es;
+}
+
+/* The proof-of-possession hashes of the allowed curves, fetched once (EVP_sha256() and the like
+ * are fetched again by every EVP_Digest). */
+static EVP_MD *g_curve_md[3];
+static pthread_once_t g_curve_md_once = PTHREAD_ONCE_INIT;
+
+static void fetch_curve_mds(void)
+{
+    for (size_t i = 0; i < 3; i++)
+        g_curve_md[i] = EVP_MD_fetch(NULL, OBJ_nid2sn(allowed_curves[i].md_nid), NULL);
+}
+
+/* The proof of possession for a key client_key_parse made from a point (its note n): 1 when
+ * `der` (a DER ECDSA-Sig-Value, held to DER's one encoding as EVP_DigestVerify does), or else
+ * `es`, verifies over msg with the curve's hash; 0 when not; -1 when it cannot be checked. */
+static int point_verify(const struct ec_point_note *n, const unsigned char *msg, size_t msglen,
+                        const unsigned char *der, size_t derlen, const ECDSA_SIG *es)
+{
+    static const unsigned char empty[1];
+    unsigned char dgst[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    pthread_once(&g_curve_md_once, fetch_curve_mds);
+    const EVP_MD *md = g_curve_md[n->curve - allowed_curves];
+    EC_KEY *k = thread_ec_key(n->curve, n->point, n->len);
+    if (!md || !k || derlen > INT_MAX ||
+        EVP_Digest(msg ? msg : empty, msglen, dgst, &dlen, md, NULL) != 1)
+        return -1;
+    int v = der ? ECDSA_verify(0, dgst, (int)dlen, der, (int)derlen, k)
+                : ECDSA_do_verify(dgst, (int)dlen, es, k);
+    return v == 1;
 }
 
 /* As sigstore's ECDSAVerifier: a signature that parses as ASN.1 is checked as DER only;
@@ -706,12 +794,14 @@ static int verify_ecdsa(EVP_PKEY *key, const struct allowed_curve *c, const unsi
                         size_t whylen)
 {
     const char *hash = c->hash;
+    const struct ec_point_note *n = note_of(key);
     const unsigned char *p = sig;
     ECDSA_SIG *parsed = siglen <= LONG_MAX ? d2i_ECDSA_SIG(NULL, &p, (long)siglen) : NULL;
     int v;
     if (parsed) {
         ECDSA_SIG_free(parsed);
-        v = digest_verify(key, md_of(c->md_nid), msg, msglen, sig, siglen);
+        v = n ? point_verify(n, msg, msglen, sig, siglen, NULL)
+              : digest_verify(key, md_of(c->md_nid), msg, msglen, sig, siglen);
         if (v == 1)
             return 0;
         set_why(why, whylen, "ECDSA %s %s signature (ASN.1 DER) does not verify", c->nist, hash);
@@ -722,10 +812,19 @@ static int verify_ecdsa(EVP_PKEY *key, const struct allowed_curve *c, const unsi
                 "ECDSA signature of %zu bytes is neither ASN.1 DER nor IEEE P1363 r||s", siglen);
         return -1;
     }
+    ECDSA_SIG *es = p1363_sig(sig, siglen);
+    unsigned char *der = NULL;
     int derlen = 0;
-    unsigned char *der = p1363_to_der(sig, siglen, &derlen);
-    v = der ? digest_verify(key, md_of(c->md_nid), msg, msglen, der, (size_t)derlen) : -1;
+    if (!es)
+        v = -1;
+    else if (n)
+        v = point_verify(n, msg, msglen, NULL, 0, es);
+    else if ((derlen = i2d_ECDSA_SIG(es, &der)) > 0)
+        v = digest_verify(key, md_of(c->md_nid), msg, msglen, der, (size_t)derlen);
+    else
+        v = -1;
     OPENSSL_free(der);
+    ECDSA_SIG_free(es);
     if (v == 1)
         return 0;
     set_why(why, whylen, "ECDSA %s %s signature (IEEE P1363 r||s) does not verify", c->nist, hash);
@@ -869,9 +968,9 @@ void client_key_describe(EVP_PKEY *key, char *out, size_t outlen)
     case KIND_RSA: snprintf(out, outlen, "RSA %d", EVP_PKEY_get_bits(key)); break;
     case KIND_ED25519: snprintf(out, outlen, "Ed25519"); break;
     case KIND_EC: {
-        char name[80];
-        int nid = ec_curve_nid(key, name, sizeof name);
-        const struct allowed_curve *c = find_curve(nid);
+        char name[80] = "";
+        const struct ec_point_note *n = note_of(key);
+        const struct allowed_curve *c = n ? n->curve : find_curve(ec_curve_nid(key, name, sizeof name));
         if (c)
             snprintf(out, outlen, "ECDSA %s", c->nist);
         else if (name[0])

@@ -9,8 +9,18 @@
 #include <stddef.h>
 
 /* `content` as sent in publicKey.content: PEM "PUBLIC KEY" (SPKI) or "RSA PUBLIC KEY" (PKCS#1)
- * first, then raw DER SPKI. Returns a new key or NULL with a reason. */
+ * first, then raw DER SPKI. Returns a new key or NULL with a reason.
+ * A P-256/P-384/P-521 key (an uncompressed point, checked to be on its curve) comes back as an
+ * EVP_PKEY without type or key material that holds the curve and the point for the functions of
+ * this header: making OpenSSL 3.0's provider key costs more than the rest of the parse. OpenSSL
+ * functions given it fail cleanly (EVP_PKEY_eq, i2d_PUBKEY, EVP_DigestVerifyInit); use
+ * client_key_ec_point, or client_key_openssl for OpenSSL's own key. EVP_PKEY_dup and
+ * EVP_PKEY_free work on it. Other keys are OpenSSL's. */
 EVP_PKEY *client_key_parse(const unsigned char *content, size_t len, char *why, size_t whylen);
+
+/* OpenSSL's own key for a key of client_key_parse (a new reference; for an EC point a key made
+ * from it, ~20 us), for callers that need OpenSSL operations on it. NULL on failure. */
+EVP_PKEY *client_key_openssl(EVP_PKEY *key);
 
 /* Key policy: RSA 2048/3072/4096 with e = 65537; ECDSA P-256/P-384/P-521 with a valid point;
  * Ed25519. Returns 0, or -1 with a message naming the key and the rule, e.g.
@@ -32,8 +42,8 @@ int client_key_verify_pop(EVP_PKEY *key, const unsigned char *msg, size_t msglen
 int client_key_hash_allowed(EVP_PKEY *key, int md_nid, char *why, size_t whylen);
 
 /* For an EC key client_key_parse made from an uncompressed point: that point (04||X||Y, owned by
- * the key), its length and its curve's NID, without an encoder run. NULL for any other key (then
- * ask OpenSSL: EVP_PKEY_get_octet_string_param). */
+ * the key), its length and its curve's NID. NULL for any other key, which OpenSSL holds (then ask
+ * OpenSSL: EVP_PKEY_get_octet_string_param). */
 const unsigned char *client_key_ec_point(EVP_PKEY *key, int *curve_nid, size_t *len);
 
 /* A short description, e.g. "ECDSA P-256", "RSA 2048", "Ed25519". */

@@ -11,6 +11,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ca/client_key.h"
 #include "fuzz_common.h"
@@ -46,11 +47,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     /* Raw DER: when OpenSSL's own decoder reads the same bytes, it must be the same key
-     * (client_key_parse builds the common keys itself). */
+     * (client_key_parse builds the common keys itself, EC ones without OpenSSL's key). */
+    EVP_PKEY *ko = client_key_openssl(k);
+    FZ_ASSERT(ko, "no OpenSSL key for a parsed key");
     const unsigned char *p = key;
     EVP_PKEY *ref = keylen <= LONG_MAX ? d2i_PUBKEY(NULL, &p, (long)keylen) : NULL;
     if (ref && p == key + keylen)
-        FZ_ASSERT(EVP_PKEY_eq(k, ref) == 1, "client_key_parse and d2i_PUBKEY disagree");
+        FZ_ASSERT(EVP_PKEY_eq(ko, ref) == 1, "client_key_parse and d2i_PUBKEY disagree");
     EVP_PKEY_free(ref);
     ERR_clear_error();
     char desc[128];
@@ -59,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (client_key_policy_check(k, why, sizeof why) != 0) {
         fz_note("policy: %s", why);
         FZ_ASSERT(why[0], "policy refusal without a reason");
+        EVP_PKEY_free(ko);
         EVP_PKEY_free(k);
         return 0;
     }
@@ -70,11 +74,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               "the default hash of %s is not allowed: %s", desc, why);
     /* ca/api_signing.c refuses an empty proof before it gets here. */
     why[0] = '\0';
-    if (siglen > 0 &&
-        client_key_verify_pop(k, (const unsigned char *)FZ_POP_SUBJECT,
-                              sizeof FZ_POP_SUBJECT - 1, sig, siglen, why, sizeof why) != 0)
-        FZ_ASSERT(why[0], "proof refused without a reason");
+    if (siglen > 0) {
+        int v = client_key_verify_pop(k, (const unsigned char *)FZ_POP_SUBJECT,
+                                      sizeof FZ_POP_SUBJECT - 1, sig, siglen, why, sizeof why);
+        if (v != 0)
+            FZ_ASSERT(why[0], "proof refused without a reason");
+        /* The EC points' own verification (EC_KEY) and OpenSSL's EVP_DigestVerify agree. */
+        char why2[512] = "";
+        FZ_ASSERT(client_key_verify_pop(ko, (const unsigned char *)FZ_POP_SUBJECT,
+                                        sizeof FZ_POP_SUBJECT - 1, sig, siglen, why2,
+                                        sizeof why2) == v &&
+                      strcmp(why, why2) == 0,
+                  "the proof is judged differently on OpenSSL's key: %s / %s", why, why2);
+    }
     fz_note("proof: %s", siglen == 0 ? "none" : why[0] ? why : "valid");
+    EVP_PKEY_free(ko);
     EVP_PKEY_free(k);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,16 @@ static const unsigned char MSG[] = "repo:octo/hello:ref:refs/heads/main";
 #define MSGLEN (sizeof MSG - 1)
 
 /* ---- key material ------------------------------------------------------------------------- */
+
+/* Is the key client_key_parse returned the same as OpenSSL's `ref`? (An EC key from a point is
+ * the module's own; client_key_openssl gives OpenSSL's.) */
+static int same_key(EVP_PKEY *parsed, EVP_PKEY *ref)
+{
+    EVP_PKEY *o = parsed ? client_key_openssl(parsed) : NULL;
+    int eq = o && EVP_PKEY_eq(o, ref) == 1;
+    EVP_PKEY_free(o);
+    return eq;
+}
 
 static EVP_PKEY *gen_rsa_type(const char *type, unsigned bits, unsigned long e)
 {
@@ -200,14 +211,16 @@ static void test_allowed_key(struct allowed *a)
 
     /* PEM "PUBLIC KEY" and raw DER parse to the same key, which re-encodes to the same SPKI. */
     EVP_PKEY *k = parse_str(pem, why);
-    CHECK(k && EVP_PKEY_eq(k, a->key) == 1, "%s: PEM parses: %s", a->label, why);
+    CHECK(same_key(k, a->key), "%s: PEM parses: %s", a->label, why);
     size_t relen = 0;
-    unsigned char *re = k ? spki_der(k, &relen) : NULL;
+    EVP_PKEY *ko = k ? client_key_openssl(k) : NULL;
+    unsigned char *re = ko ? spki_der(ko, &relen) : NULL;
+    EVP_PKEY_free(ko);
     CHECK(re && relen == derlen && memcmp(re, der, derlen) == 0, "%s: re-encodes identically",
           a->label);
     OPENSSL_free(re);
     EVP_PKEY *kd = client_key_parse(der, derlen, why, sizeof why);
-    CHECK(kd && EVP_PKEY_eq(kd, a->key) == 1, "%s: DER parses: %s", a->label, why);
+    CHECK(same_key(kd, a->key), "%s: DER parses: %s", a->label, why);
     EVP_PKEY_free(kd);
 
     /* An EC key keeps the point it was made from (the certificate's SPKI takes it from there):
@@ -229,11 +242,18 @@ static void test_allowed_key(struct allowed *a)
               "%s: client_key_ec_point is the uncompressed point", a->label);
         CHECK(nid == OBJ_sn2nid(group), "%s: client_key_ec_point's curve is %s", a->label, group);
         EVP_PKEY *copy = k ? EVP_PKEY_dup(k) : NULL;
-        CHECK(copy && client_key_ec_point(copy, &nid, &plen) == NULL &&
+        const unsigned char *cpoint = copy ? client_key_ec_point(copy, &nid, &plen) : NULL;
+        CHECK(cpoint && cpoint != point && plen == enclen && memcmp(cpoint, enc, plen) == 0 &&
                   client_key_policy_check(copy, why, sizeof why) == 0 &&
-                  client_key_default_md(copy) == a->md_nid,
-              "%s: a copy carries no point and takes the slow paths", a->label);
+                  client_key_default_md(copy) == a->md_nid && same_key(copy, a->key),
+              "%s: a copy carries its own copy of the point", a->label);
         EVP_PKEY_free(copy);
+        /* The parsed key holds no OpenSSL key material: OpenSSL refuses it cleanly. */
+        unsigned char *der_out = NULL;
+        CHECK(k && EVP_PKEY_eq(k, a->key) != 1 && i2d_PUBKEY(k, &der_out) < 0 &&
+                  !EVP_PKEY_is_a(k, "EC"),
+              "%s: OpenSSL refuses the material-less key without crashing", a->label);
+        OPENSSL_free(der_out);
     } else {
         CHECK(point == NULL, "%s: no point kept for a non-EC key", a->label);
     }
@@ -242,7 +262,7 @@ static void test_allowed_key(struct allowed *a)
         char *p1 = pkcs1_pem(a->key);
         CHECK(p1 && strstr(p1, "-----BEGIN RSA PUBLIC KEY-----"), "%s: PKCS#1 PEM", a->label);
         EVP_PKEY *kp = p1 ? parse_str(p1, why) : NULL;
-        CHECK(kp && EVP_PKEY_eq(kp, a->key) == 1, "%s: PKCS#1 parses: %s", a->label, why);
+        CHECK(same_key(kp, a->key), "%s: PKCS#1 parses: %s", a->label, why);
         EVP_PKEY_free(kp);
         free(p1);
     }
@@ -301,7 +321,7 @@ static void test_pem_forms(EVP_PKEY *p256)
     /* Leading text, CRLF line ends, no final newline, one long base64 line. */
     snprintf(buf, sizeof buf, "some preamble\n%s", pem);
     EVP_PKEY *k = parse_str(buf, why);
-    CHECK(k && EVP_PKEY_eq(k, p256) == 1, "leading text tolerated: %s", why);
+    CHECK(same_key(k, p256), "leading text tolerated: %s", why);
     EVP_PKEY_free(k);
     size_t o = 0;
     for (const char *s = pem; *s && o < sizeof buf - 2; s++) {
@@ -311,12 +331,12 @@ static void test_pem_forms(EVP_PKEY *p256)
     }
     buf[o] = '\0';
     k = parse_str(buf, why);
-    CHECK(k && EVP_PKEY_eq(k, p256) == 1, "CRLF tolerated: %s", why);
+    CHECK(same_key(k, p256), "CRLF tolerated: %s", why);
     EVP_PKEY_free(k);
     snprintf(buf, sizeof buf, "%s", pem);
     buf[strlen(buf) - 1] = '\0';
     k = parse_str(buf, why);
-    CHECK(k && EVP_PKEY_eq(k, p256) == 1, "no final newline: %s", why);
+    CHECK(same_key(k, p256), "no final newline: %s", why);
     EVP_PKEY_free(k);
     const char *body = strchr(pem, '\n') + 1;
     o = (size_t)snprintf(buf, sizeof buf, "-----BEGIN PUBLIC KEY-----\n");
@@ -325,7 +345,7 @@ static void test_pem_forms(EVP_PKEY *p256)
             buf[o++] = *s;
     snprintf(buf + o, sizeof buf - o, "\n-----END PUBLIC KEY-----\n");
     k = parse_str(buf, why);
-    CHECK(k && EVP_PKEY_eq(k, p256) == 1, "single base64 line: %s", why);
+    CHECK(same_key(k, p256), "single base64 line: %s", why);
     EVP_PKEY_free(k);
     free(pem);
 }
@@ -381,7 +401,7 @@ static void test_garbage(EVP_PKEY *p256, EVP_PKEY *rsa)
         size_t kl = 0;
         unsigned char *kd = k ? spki_der(k, &kl) : NULL;
         EVP_PKEY *back = kd ? client_key_parse(kd, kl, why, sizeof why) : NULL;
-        CHECK(back && EVP_PKEY_eq(back, k) == 1, "%s DER SPKI parses to the same key", more[i]);
+        CHECK(same_key(back, k), "%s DER SPKI parses to the same key", more[i]);
         char want[120];
         snprintf(want, sizeof want,
                  "publicKey.content: the EC point is not a valid uncompressed point of %s",
@@ -711,6 +731,66 @@ static void test_hash_matrix(struct allowed *keys, size_t nkeys)
     EVP_PKEY_free(small);
 }
 
+/* Several threads parse keys and check proofs at once: each thread checks EC points with its own
+ * EC_KEYs, which hold whichever point came last. Two P-256 keys and a P-384 one alternate in every
+ * thread; a proof must verify under its own key only, every time. */
+struct pop_thread {
+    unsigned char *der[3], *sig[3];
+    size_t der_len[3], sig_len[3];
+    int wrong; /* outcomes that differ from the expected */
+};
+
+static void *pop_thread_main(void *arg)
+{
+    struct pop_thread *t = arg;
+    char why[256];
+    for (int round = 0; round < 150; round++)
+        for (size_t k = 0; k < 3; k++) {
+            EVP_PKEY *key = client_key_parse(t->der[k], t->der_len[k], why, sizeof why);
+            size_t other = (k + 1) % 3;
+            if (!key || pop(key, t->sig[k], t->sig_len[k], why) != 0 ||
+                pop(key, t->sig[other], t->sig_len[other], why) != -1)
+                t->wrong++;
+            EVP_PKEY_free(key);
+        }
+    return NULL;
+}
+
+static void test_pop_threads(void)
+{
+    enum { NTHREADS = 4 };
+    struct pop_thread th[NTHREADS];
+    pthread_t tid[NTHREADS];
+    EVP_PKEY *keys[3] = {EVP_EC_gen("P-256"), EVP_EC_gen("P-256"), EVP_EC_gen("P-384")};
+    const EVP_MD *mds[3] = {EVP_sha256(), EVP_sha256(), EVP_sha384()};
+    memset(th, 0, sizeof th);
+    for (size_t k = 0; k < 3; k++) {
+        th[0].der[k] = keys[k] ? spki_der(keys[k], &th[0].der_len[k]) : NULL;
+        th[0].sig[k] = keys[k] ? sign(keys[k], mds[k], 0, MSG, MSGLEN, &th[0].sig_len[k]) : NULL;
+        CHECK(th[0].der[k] && th[0].sig[k], "threads: key %zu made", k);
+        if (!th[0].der[k] || !th[0].sig[k])
+            goto done;
+    }
+    for (int i = 1; i < NTHREADS; i++)
+        th[i] = th[0];
+    int started = 0;
+    for (; started < NTHREADS; started++)
+        if (pthread_create(&tid[started], NULL, pop_thread_main, &th[started]) != 0)
+            break;
+    CHECK(started == NTHREADS, "threads: %d of %d started", started, NTHREADS);
+    for (int i = 0; i < started; i++) {
+        pthread_join(tid[i], NULL);
+        CHECK(th[i].wrong == 0, "thread %d: %d of 450 keys parsed or proofs judged wrongly", i,
+              th[i].wrong);
+    }
+done:
+    for (size_t k = 0; k < 3; k++) {
+        OPENSSL_free(th[0].der[k]);
+        free(th[0].sig[k]);
+        EVP_PKEY_free(keys[k]);
+    }
+}
+
 int main(void)
 {
     struct allowed keys[] = {
@@ -742,6 +822,7 @@ int main(void)
     test_policy_refusals(keys[0].key);
     test_pop_details(keys[0].key, keys[3].key, keys[4].key, keys[5].key, keys[6].key);
     test_hash_matrix(keys, nkeys);
+    test_pop_threads();
     for (size_t i = 0; i < nkeys; i++) {
         EVP_PKEY_free(keys[i].key);
         EVP_PKEY_free(keys[i].other);
