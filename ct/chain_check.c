@@ -3,7 +3,6 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,9 +209,9 @@ static int spki_hash(X509 *x, unsigned char out[32])
     int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
     if (n <= 0)
         return -1;
-    SHA256(der, (size_t)n, out);
+    int ok = EVP_Digest(der, (size_t)n, out, NULL, sha256_md(), NULL) == 1;
     OPENSSL_free(der);
-    return 0;
+    return ok ? 0 : -1;
 }
 
 int ctlog_chain_check(X509_STORE *roots, int precert, STACK_OF(X509) *chain, ctlog_entry *e,

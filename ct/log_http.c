@@ -15,7 +15,7 @@
 #include <inttypes.h>
 #include <sys/queue.h>
 #include <jansson.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@
 #include "common/base64.h"
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "ct/chain_check.h"
 #include "ct/log_internal.h"
 #include "ct/sct.h"
@@ -428,8 +429,9 @@ static X509 *parse_cert(ct_log *log, const unsigned char *der, size_t n, int cac
 {
     unsigned char h[32];
     const size_t slots = sizeof log->cache / sizeof log->cache[0];
+    if (cacheable && EVP_Digest(der, n, h, NULL, sha256_md(), NULL) != 1)
+        cacheable = 0;
     if (cacheable) {
-        SHA256(der, n, h);
         pthread_mutex_lock(&log->cache_lock);
         for (size_t i = 0; i < slots; i++) {
             X509 *c = log->cache[i].cert;
