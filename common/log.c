@@ -120,6 +120,54 @@ void log_json(enum log_level lvl, const char *component, const char *msg, const 
     write_line(lvl, component, msg ? msg : "", members);
 }
 
+/* This thread's batch (log_thread_batch): whole lines, at most PIPE_BUF bytes, so one write(2)
+ * of it is as atomic as one line's. */
+static _Thread_local struct {
+    int on;
+    void (*arm)(void *);
+    void *arg;
+    size_t len;
+    char buf[PIPE_BUF];
+} batch;
+
+static void write_out(const char *p, size_t len)
+{
+    /* A write up to PIPE_BUF bytes goes out in one write(2) under the shared lock: atomic on a
+     * pipe (POSIX), and Linux serializes writes to one file or socket, so lines never
+     * interleave and the HTTP workers do not wait for each other's write. A longer line takes
+     * the lock alone (a pipe takes it in pieces). */
+    int shared = len <= PIPE_BUF;
+    if (shared)
+        pthread_rwlock_rdlock(&log_lock);
+    else
+        pthread_rwlock_wrlock(&log_lock);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(STDERR_FILENO, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    pthread_rwlock_unlock(&log_lock);
+}
+
+void log_thread_batch(void (*arm)(void *), void *arg)
+{
+    log_thread_flush();
+    batch.on = arm != NULL;
+    batch.arm = arm;
+    batch.arg = arg;
+}
+
+void log_thread_flush(void)
+{
+    if (batch.len) {
+        write_out(batch.buf, batch.len);
+        batch.len = 0;
+    }
+}
+
 static void write_line(enum log_level lvl, const char *component, const char *msg,
                        const char *members)
 {
@@ -164,24 +212,18 @@ static void write_line(enum log_level lvl, const char *component, const char *ms
     }
     line_puts(&l, "}\n");
 
-    /* A line up to PIPE_BUF bytes goes out in one write(2) under the shared lock: atomic on a
-     * pipe (POSIX), and Linux serializes writes to one file or socket, so such lines never
-     * interleave and the HTTP workers do not wait for each other's write. A longer line takes
-     * the lock alone (a pipe takes it in pieces). */
-    int shared = l.len <= PIPE_BUF;
-    if (shared)
-        pthread_rwlock_rdlock(&log_lock);
-    else
-        pthread_rwlock_wrlock(&log_lock);
-    for (size_t off = 0; off < l.len;) {
-        ssize_t n = write(STDERR_FILENO, l.p + off, l.len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
+    if (batch.on && lvl <= LOG_LVL_INFO && l.len <= sizeof batch.buf) {
+        if (batch.len + l.len > sizeof batch.buf)
+            log_thread_flush();
+        int was_empty = batch.len == 0;
+        memcpy(batch.buf + batch.len, l.p, l.len);
+        batch.len += l.len;
+        if (was_empty)
+            batch.arm(batch.arg);
+    } else {
+        log_thread_flush(); /* this thread's lines stay in order */
+        write_out(l.p, l.len);
     }
-    pthread_rwlock_unlock(&log_lock);
     if (l.p != l.stack)
         free(l.p);
 }

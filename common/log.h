@@ -24,6 +24,17 @@ void log_msg(enum log_level lvl, const char *component, const char *fmt, ...)
  * written at once (request logs: ca/request_log.h). */
 void log_json(enum log_level lvl, const char *component, const char *msg, const char *members);
 
+/* Batching for the calling thread (the HTTP workers' request logs): from now on its debug and
+ * info lines gather in a buffer of PIPE_BUF bytes, written with one write(2) when the next line
+ * would not fit, before any warning or error of this thread (its lines stay in order), and at
+ * log_thread_flush. arm(arg) is called, on this thread, whenever a line enters the empty
+ * buffer: the caller then arranges a log_thread_flush soon (an event loop timer). Lines still
+ * in the buffer when the process dies are lost. arm NULL: flush and stop batching. */
+void log_thread_batch(void (*arm)(void *), void *arg);
+
+/* Writes this thread's batched lines now. */
+void log_thread_flush(void);
+
 /* 1 when a message of this level would be written. */
 int log_enabled(enum log_level lvl);
 
