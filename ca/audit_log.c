@@ -43,6 +43,8 @@ struct audit_log {
     long expected;                /* announced records not yet appended (audit_log_expect) */
     int expect_used;              /* audit_log_expect was called */
     struct timespec first_at;     /* monotonic: when head was queued */
+    int waiting;                  /* the writer waits for its batch's deadline ... */
+    struct timespec waiting_until; /* ... which is this */
     struct timespec last_sync_at; /* monotonic: when the last batch was synced */
     audit_log_stats stats;
     metric_series *m_records, *m_failures, *m_sync, *m_batch;
@@ -234,19 +236,6 @@ void audit_log_expect(audit_log *a)
     pthread_mutex_unlock(&a->mu);
 }
 
-void audit_log_expect_done(audit_log *a)
-{
-    if (!a)
-        return;
-    pthread_mutex_lock(&a->mu);
-    /* A batch may be waiting for its window: wake the writer only if its wait can end sooner
-     * (with the whole window's share it would just wait again, and a wake-up costs a context
-     * switch). */
-    if (a->expected > 0 && --a->expected == 0 && a->head && cpu_load_window_share() < 1)
-        pthread_cond_signal(&a->cond);
-    pthread_mutex_unlock(&a->mu);
-}
-
 /* Until when the queued batch waits for company: the whole window while records are announced
  * (or none ever were); once none is outstanding, the share of it the process's load asks for
  * (cpu_load_window_share: none with cores idle, all of it when they are busy, as requests still
@@ -257,6 +246,19 @@ static struct timespec batch_deadline(const audit_log *a)
     if (a->expect_used && a->expected == 0)
         ms = (int)(a->window_ms * cpu_load_window_share());
     return ts_add_ms(a->first_at, ms);
+}
+
+void audit_log_expect_done(audit_log *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->mu);
+    /* A batch may be waiting for its window: wake the writer only if its deadline moves at
+     * least WINDOW_WAKE_MIN_MS earlier (a wake-up costs a context switch on each side). */
+    if (a->expected > 0 && --a->expected == 0 && a->head && a->waiting &&
+        ts_before(ts_add_ms(batch_deadline(a), WINDOW_WAKE_MIN_MS), a->waiting_until))
+        pthread_cond_signal(&a->cond);
+    pthread_mutex_unlock(&a->mu);
 }
 
 static void *writer_main(void *arg)
@@ -276,8 +278,13 @@ static void *writer_main(void *arg)
             for (;;) {
                 struct timespec until = batch_deadline(a), now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (a->stopping || !ts_before(now, until) ||
-                    pthread_cond_timedwait(&a->cond, &a->mu, &until) != 0)
+                if (a->stopping || !ts_before(now, until))
+                    break;
+                a->waiting = 1;
+                a->waiting_until = until;
+                int rc = pthread_cond_timedwait(&a->cond, &a->mu, &until);
+                a->waiting = 0;
+                if (rc != 0)
                     break;
             }
         }

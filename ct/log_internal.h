@@ -55,6 +55,7 @@ struct ct_log {
     uint64_t last_commit_ms; /* monotonic ms when the writer last finished a batch */
     long expected;           /* announced submissions not yet made (ct_log_expect) */
     int expect_used;         /* ct_log_expect was called: windows end when expected is 0 */
+    uint64_t waiting_until_ms; /* the writer waits for a window until then (0: it does not) */
     int stopping;
     merkle_frontier frontier;
     uint64_t next_sth_ms; /* monotonic ms before which no new STH is signed */

@@ -188,10 +188,12 @@ void ct_log_expect(ct_log *log)
 void ct_log_expect_done(ct_log *log)
 {
     pthread_mutex_lock(&log->q_lock);
-    /* A batch may be waiting for its window: wake the writer only if its wait can end sooner
-     * (with the whole window's share it would just wait again, and a wake-up costs a context
-     * switch). */
-    if (log->expected > 0 && --log->expected == 0 && log->q_head && cpu_load_window_share() < 1)
+    /* A batch may be waiting for its window: wake the writer only if its deadline moves at
+     * least WINDOW_WAKE_MIN_MS earlier (a wake-up costs a context switch on each side). */
+    if (log->expected > 0 && --log->expected == 0 && log->q_head && log->waiting_until_ms &&
+        log->q_first_ms + (uint64_t)(log->batch_ms * cpu_load_window_share()) +
+                WINDOW_WAKE_MIN_MS <=
+            log->waiting_until_ms)
         pthread_cond_signal(&log->q_cond);
     pthread_mutex_unlock(&log->q_lock);
 }
@@ -461,7 +463,9 @@ static void *writer_main(void *arg)
                     wait_ms = (uint64_t)(log->batch_ms * cpu_load_window_share());
                 uint64_t deadline = log->q_first_ms + wait_ms;
                 if (ctlog_mono_ms() < deadline) {
+                    log->waiting_until_ms = deadline;
                     wait_until(log, deadline);
+                    log->waiting_until_ms = 0;
                     continue;
                 }
             }
