@@ -6,12 +6,14 @@
  * The client's key is new on every request, so its parse is on the critical path
  * (stack-notes.md): OpenSSL 3.0's decoders (PEM_read_bio_PUBKEY ~280 µs, d2i_PUBKEY ~85 µs) cost
  * more than the signature check. Here the PEM armour comes off with PEM_read_bio (plain base64),
- * the SubjectPublicKeyInfo is split with d2i_ASN1_SEQUENCE_ANY, and P-256/P-384/P-521, RSA and
- * Ed25519 keys are built directly (EVP_PKEY_fromdata, EVP_PKEY_new_raw_public_key_ex). Any other
- * shape goes through d2i_PUBKEY, so the result is always what OpenSSL itself would decode and the
- * policy check can name keys it refuses.
+ * the SubjectPublicKeyInfo is split with d2i_ASN1_SEQUENCE_ANY, RSA and Ed25519 keys are built
+ * directly (EVP_PKEY_fromdata, EVP_PKEY_new_raw_public_key_ex), and a P-256/P-384/P-521 point is
+ * checked and kept as it is, without an OpenSSL key ("An EC client key is a bare point" below).
+ * Any other shape goes through d2i_PUBKEY, so the result is always what OpenSSL itself would
+ * decode and the policy check can name keys it refuses.
  *
- * No global state: every function is safe to call from several threads at once.
+ * Every function is safe to call from several threads at once (the EC keys that check points
+ * are per thread).
  */
 /* The EC_KEY and ECDSA_verify functions (deprecated in 3.0, still in every 3.x) check a bare point
  * without making a provider key: see "An EC client key is a bare point" below. */
@@ -213,18 +215,20 @@ static const EVP_MD *md_of(int md_nid)
  * bytes). OpenSSL 3.0 makes a provider key for every EVP_PKEY that holds key material (an
  * EVP_PKEY_dup of a curve template with the point set is ~5 us and takes OpenSSL's global locks,
  * 3.5 % of a worker; EVP_DigestVerifyInit on it ~2 us more). So client_key_parse returns, for
- * P-256/P-384/P-521, an EVP_PKEY of type EC without key material, whose note holds the curve
- * and the point, and this file checks the point and the proof with one EC_KEY per thread and
- * curve (below). The EVP_PKEY has no type either: OpenSSL functions given it fail cleanly
+ * P-256/P-384/P-521, an EVP_PKEY without type or key material whose note holds the curve and
+ * the point, and this file checks the point and the proof with one EC_KEY per thread and curve
+ * (below). Without a type, not even EC, OpenSSL functions given the key fail cleanly
  * (EVP_PKEY_eq -2, i2d_PUBKEY -1, EVP_PKEY_is_a 0, no parameters), where a typed EC key without
  * an EC_KEY makes some of them dereference NULL. Everything outside this file reads such a key
  * through client_key_ec_point, client_key_describe and the other functions of client_key.h, or
  * asks client_key_openssl for OpenSSL's own key. */
+#define NCURVES (sizeof allowed_curves / sizeof allowed_curves[0])
+
 struct thread_ec_keys {
-    EC_KEY *key[3];
+    EC_KEY *key[NCURVES];
     /* the point each key holds now (len 0: none or unknown) */
-    unsigned char point[3][1 + 2 * 66];
-    size_t len[3];
+    unsigned char point[NCURVES][1 + 2 * 66];
+    size_t len[NCURVES];
 };
 
 static pthread_key_t g_thread_ec;
@@ -234,19 +238,22 @@ static pthread_once_t g_thread_ec_once = PTHREAD_ONCE_INIT;
 static void thread_ec_free(void *ptr)
 {
     struct thread_ec_keys *t = ptr;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < NCURVES; i++)
         EC_KEY_free(t->key[i]);
     free(t);
 }
 
-static void make_thread_ec(void) { g_thread_ec_ok = pthread_key_create(&g_thread_ec, thread_ec_free) == 0; }
+static void make_thread_ec(void)
+{
+    g_thread_ec_ok = pthread_key_create(&g_thread_ec, thread_ec_free) == 0;
+}
 
 /* This thread's EC_KEY for curve c holding `point` (04||X||Y), or NULL when OpenSSL refuses the
  * point (a coordinate not below p, or not on the curve) or memory runs out. */
 static EC_KEY *thread_ec_key(const struct allowed_curve *c, const unsigned char *point, size_t len)
 {
     size_t i = (size_t)(c - allowed_curves);
-    if (i >= 3 || len > sizeof ((struct thread_ec_keys *)0)->point[0])
+    if (i >= NCURVES || len > sizeof ((struct thread_ec_keys *)0)->point[0])
         return NULL;
     pthread_once(&g_thread_ec_once, make_thread_ec);
     if (!g_thread_ec_ok)
@@ -271,9 +278,7 @@ static EC_KEY *thread_ec_key(const struct allowed_curve *c, const unsigned char 
     return t->key[i];
 }
 
-/* The client's key for an uncompressed point of an allowed curve: checked, then kept as the
- * note of an EVP_PKEY without type or material (above). NULL if the point is not valid on the
- * curve. */
+/* OpenSSL's own public key for a point of a named curve (client_key_openssl). */
 static EVP_PKEY *ec_fromdata(int curve_nid, const unsigned char *point, size_t len)
 {
     EVP_PKEY *key = NULL;
@@ -299,6 +304,9 @@ EVP_PKEY *client_key_openssl(EVP_PKEY *key)
     return key && EVP_PKEY_up_ref(key) ? key : NULL;
 }
 
+/* The client's key for an uncompressed point of an allowed curve: checked, then kept as the
+ * note of an EVP_PKEY without type or material (above). NULL if the point is not valid on the
+ * curve. */
 static EVP_PKEY *ec_from_point(const struct allowed_curve *c, const unsigned char *point,
                                size_t len)
 {
@@ -758,12 +766,12 @@ static ECDSA_SIG *p1363_sig(const unsigned char *sig, size_t siglen)
 
 /* The proof-of-possession hashes of the allowed curves, fetched once (EVP_sha256() and the like
  * are fetched again by every EVP_Digest). */
-static EVP_MD *g_curve_md[3];
+static EVP_MD *g_curve_md[NCURVES];
 static pthread_once_t g_curve_md_once = PTHREAD_ONCE_INIT;
 
 static void fetch_curve_mds(void)
 {
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < NCURVES; i++)
         g_curve_md[i] = EVP_MD_fetch(NULL, OBJ_nid2sn(allowed_curves[i].md_nid), NULL);
 }
 
@@ -970,7 +978,8 @@ void client_key_describe(EVP_PKEY *key, char *out, size_t outlen)
     case KIND_EC: {
         char name[80] = "";
         const struct ec_point_note *n = note_of(key);
-        const struct allowed_curve *c = n ? n->curve : find_curve(ec_curve_nid(key, name, sizeof name));
+        const struct allowed_curve *c =
+            n ? n->curve : find_curve(ec_curve_nid(key, name, sizeof name));
         if (c)
             snprintf(out, outlen, "ECDSA %s", c->nist);
         else if (name[0])

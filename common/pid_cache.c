@@ -14,7 +14,10 @@ pid_t pid_cache_kernel_pid(void) { return (pid_t)syscall(SYS_getpid); }
 
 static void forget_pid(void) { atomic_store_explicit(&g_pid, 0, memory_order_relaxed); }
 
-__attribute__((constructor)) static void watch_forks(void) { pthread_atfork(NULL, NULL, forget_pid); }
+__attribute__((constructor)) static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
 
 pid_t getpid(void)
 {
