@@ -9,6 +9,7 @@
 #include "ca/metrics_http.h"
 #include "ca/rate_limit.h"
 #include "ca/request_log.h"
+#include "common/allocator.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -103,6 +104,8 @@ serve_ops *serve_ops_start(const serve_ops_flags *f, service *svc, const char *h
         return NULL;
     }
     ops->svc = svc;
+    char alloc[128];
+    log_info("serve", "memory allocator: %s", allocator_describe(alloc, sizeof alloc));
     request_log_init();
     http_set_reply_observer(request_log_end);
     set_rate_limits(ops, f);

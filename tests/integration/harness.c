@@ -112,7 +112,10 @@ static int valgrind_argv(char *const argv[], char ***out)
         snprintf(supp, sizeof supp, "--suppressions=%s/tests/valgrind.supp", src);
     static char *const opts[] = {"--error-exitcode=99", "--leak-check=full",
                                  "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-                                 "--track-fds=no", "--num-callers=30", "-q"};
+                                 "--track-fds=no", "--num-callers=30", "-q",
+                                 /* the release binary's malloc may be jemalloc's (CMake
+                                    FULCRUM_JEMALLOC): memcheck replaces it there too */
+                                 "--soname-synonyms=somalloc=*jemalloc*"};
     size_t nopts = sizeof opts / sizeof opts[0], argc = 0;
     while (argv[argc])
         argc++;

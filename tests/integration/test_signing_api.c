@@ -855,12 +855,31 @@ static void test_body_limit(const suite *s)
     free(big);
 }
 
+/* The server names its malloc at start, and it is the one the build links (CMake
+ * FULCRUM_JEMALLOC: FULCRUM_BIN_ALLOCATOR). Under valgrind, valgrind's malloc replaces both. */
+static void test_allocator(const suite *s)
+{
+    const char *want = getenv("FULCRUM_BIN_ALLOCATOR");
+    if (h_valgrind() || !want || !*want)
+        return;
+    char *log = h_read_file(s->srv.proc.stderr_path, NULL);
+    const char *line = log ? strstr(log, "memory allocator: ") : NULL;
+    CHECK(line, "%s: the server logs its memory allocator", s->label);
+    if (line) {
+        line += strlen("memory allocator: ");
+        CHECK(strncmp(line, want, strlen(want)) == 0, "%s: the server's malloc is %s, got: %.40s",
+              s->label, want, line);
+    }
+    free(log);
+}
+
 static void run_suite(suite *s, const h_server_opts *opts, const char *fileca_cert)
 {
     if (h_server_start(&s->srv, opts) != 0) {
         CHECK(0, "%s: server starts", s->label);
         return;
     }
+    test_allocator(s);
     test_read_only_endpoints(s, fileca_cert);
     if (s->bundle) {
         test_good_v2(s);
