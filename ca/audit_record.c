@@ -12,7 +12,7 @@
 
 #include "ca/audit_log.h"
 #include "common/json_text.h"
-#include "common/sha256.h"
+#include "common/digest_md.h"
 
 static void hex(const unsigned char *in, size_t n, char *out)
 {

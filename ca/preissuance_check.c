@@ -23,6 +23,7 @@
 #include "ca/cert_profile.h"
 #include "ca/client_key.h"
 #include "ca/fulcio_oid.h"
+#include "common/digest_md.h"
 
 #define SERIAL_BITS 159
 #define PREFIX "pre-issuance check: "
@@ -199,7 +200,7 @@ static int check_key_ids(X509 *c, X509 *issuing_ca, char *why, size_t whylen)
     if (X509_EXTENSION_get_critical(X509_get_ext(c, i)))
         return fail(why, whylen, "subjectKeyIdentifier extension is critical");
     ASN1_OCTET_STRING *skid = X509_get_ext_d2i(c, NID_subject_key_identifier, NULL, NULL);
-    int skid_ok = skid && X509_pubkey_digest(c, EVP_sha1(), md, &mdlen) &&
+    int skid_ok = skid && X509_pubkey_digest(c, sha1_md(), md, &mdlen) &&
                   value_is(skid, md, mdlen);
     ASN1_OCTET_STRING_free(skid);
     if (!skid_ok)

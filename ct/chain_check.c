@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/digest_md.h"
 #include "common/x509_der.h"
 #include "ct/sct.h"
 #include "ct/tbs_der.h"

@@ -25,7 +25,7 @@
 #include "common/base64.h"
 #include "common/json_text.h"
 #include "common/log.h"
-#include "common/sha256.h"
+#include "common/digest_md.h"
 #include "ct/chain_check.h"
 #include "ct/log_internal.h"
 #include "ct/sct.h"

@@ -3,7 +3,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#include "common/sha256.h"
+#include "common/digest_md.h"
 
 int merkle_leaf_hash(const unsigned char *data, size_t len, unsigned char out[32])
 {

@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "common/evp_once.h"
-#include "common/sha256.h"
+#include "common/digest_md.h"
 #include "ct/tbs_der.h"
 
 struct ct_sct_verifier {

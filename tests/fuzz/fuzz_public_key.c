@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,16 +43,53 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char why[512] = "";
     EVP_PKEY *k = client_key_parse(key, keylen, why, sizeof why);
     fz_note("key: %s", k ? "parsed" : why);
+    /* PEM: client_key_parse decodes the usual PUBLIC KEY block itself. It must read the key
+     * PEM_read_bio reads, and nothing PEM_read_bio refuses. */
+    int pem_ok = 0;
+    if (keylen <= INT_MAX && memmem(key, keylen, "-----BEGIN ", 11)) {
+        BIO *b = BIO_new_mem_buf(key, (int)keylen);
+        char *name = NULL, *header = NULL;
+        unsigned char *der = NULL;
+        long derlen = 0;
+        pem_ok = b && PEM_read_bio(b, &name, &header, &der, &derlen) == 1;
+        /* (an input that starts as DER, 0x30, is read whole as DER when its PEM block fails) */
+        if (pem_ok && strcmp(name, "PUBLIC KEY") == 0 && derlen > 0 && key[0] != 0x30 &&
+            !memmem(der, (size_t)derlen, "-----BEGIN ", 11)) {
+            /* the same key as PEM_read_bio's DER read as DER */
+            char why2[512];
+            EVP_PKEY *k2 = client_key_parse(der, (size_t)derlen, why2, sizeof why2);
+            EVP_PKEY *o = k ? client_key_openssl(k) : NULL;
+            EVP_PKEY *o2 = k2 ? client_key_openssl(k2) : NULL;
+            FZ_ASSERT(!k == !k2, "the PEM block is %s but its DER as PEM_read_bio decodes it is %s",
+                      k ? "a key" : "refused", k2 ? "a key" : "refused");
+            FZ_ASSERT(!k || (o && o2 && EVP_PKEY_eq(o, o2) == 1),
+                      "the PEM block's key differs from its DER's as PEM_read_bio decodes it");
+            EVP_PKEY_free(o);
+            EVP_PKEY_free(o2);
+            EVP_PKEY_free(k2);
+        } else if (!pem_ok && k) {
+            /* then the key came from the whole input as DER, which cannot start with armour */
+            static const char armour[] = "-----BEGIN PUBLIC KEY-----";
+            FZ_ASSERT(keylen < sizeof armour - 1 || memcmp(key, armour, sizeof armour - 1) != 0,
+                      "a PEM block that PEM_read_bio refuses was read as a key");
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+        BIO_free(b);
+        ERR_clear_error();
+    }
     if (!k) {
         FZ_ASSERT(why[0], "key refused without a reason");
         return 0;
     }
     /* Raw DER: when OpenSSL's own decoder reads the same bytes, it must be the same key
-     * (client_key_parse builds the common keys itself, EC ones without OpenSSL's key). */
+     * (client_key_parse builds the common keys itself, EC ones without OpenSSL's key). Not when
+     * the input holds a PEM block: as in Fulcio, the first block's key comes first. */
     EVP_PKEY *ko = client_key_openssl(k);
     FZ_ASSERT(ko, "no OpenSSL key for a parsed key");
     const unsigned char *p = key;
-    EVP_PKEY *ref = keylen <= LONG_MAX ? d2i_PUBKEY(NULL, &p, (long)keylen) : NULL;
+    EVP_PKEY *ref = keylen <= LONG_MAX && !pem_ok ? d2i_PUBKEY(NULL, &p, (long)keylen) : NULL;
     if (ref && p == key + keylen)
         FZ_ASSERT(EVP_PKEY_eq(ko, ref) == 1, "client_key_parse and d2i_PUBKEY disagree");
     EVP_PKEY_free(ref);
