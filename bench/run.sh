@@ -14,9 +14,12 @@
 #   N=2000                     distinct requests (token + key + proof), replayed round robin
 #   DURATION=10                seconds of each measured phase (full speed, half load, idle conns)
 #   WARMUP=3                   seconds of full-speed warm-up before the first phase
-#   CONNECTIONS=64             keep-alive connections of the load (full speed needs enough requests
-#                              in flight to fill the logs' group commits: 32 leave the cores idle
-#                              while batches wait)
+#   CONNECTIONS=auto           keep-alive connections of the load. auto: chosen before full speed
+#                              by closed-loop runs of RAMP_SECONDS (3) at 64, 128 and 256
+#                              connections: the fewest within 2 % of the best throughput. Full
+#                              speed needs enough requests in flight to fill the logs' group
+#                              commits while the cores work: too few leave the cores idle while
+#                              batches wait (64 did by 12-14 % once a certificate cost ~0.3 ms)
 #   IDLE=1000                  idle keep-alive connections held open during the memory phase
 #   FLOOR_SECONDS=1            seconds per fulcrum-floor measurement
 #   LOG_LEVEL=info             the server's --log-level (its request log goes to a file)
@@ -39,7 +42,8 @@ duration=${DURATION:-10}
 duration=${duration%s}
 warmup=${WARMUP:-3}
 warmup=${warmup%s}
-conns=${CONNECTIONS:-64}
+conns=${CONNECTIONS:-auto}
+ramp_seconds=${RAMP_SECONDS:-3}
 idle=${IDLE:-1000}
 floor_seconds=${FLOOR_SECONDS:-1}
 log_level=${LOG_LEVEL:-info}
@@ -56,7 +60,12 @@ case $ct in
 esac
 case $keys in p256 | rsa2048 | mixed) ;; *) die "KEYS must be p256, rsa2048 or mixed" ;; esac
 case $token_alg in RS256 | ES256 | mixed) ;; *) die "TOKEN_ALG must be RS256, ES256 or mixed" ;; esac
-for v in n duration warmup conns idle; do
+auto_conns=0
+if [[ $conns == auto ]]; then
+  auto_conns=1
+  conns=64
+fi
+for v in n duration warmup conns idle ramp_seconds; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v=${!v}: not a whole number"
 done
 ((duration > 0 && conns > 0 && n > 0)) || die "DURATION, CONNECTIONS and N must be > 0"
@@ -166,6 +175,28 @@ if ((warmup > 0)); then
   loadgen warmup --max --duration "$warmup"
 fi
 
+ramp=""
+if ((auto_conns)); then
+  echo "== connections: closed loop at 64, 128 and 256 connections, $ramp_seconds s each =="
+  best=0
+  declare -A ramp_rps
+  for c in 64 128 256; do
+    conns=$c
+    loadgen "ramp$c" --max --duration "$ramp_seconds" >/dev/null
+    ramp_rps[$c]=$(field rps <<<"$result")
+    echo "  $c connections: ${ramp_rps[$c]} issuances/s"
+    best=$(awk -v a="$best" -v b="${ramp_rps[$c]}" 'BEGIN {print (b > a ? b : a)}')
+  done
+  for c in 64 128 256; do
+    if awk -v r="${ramp_rps[$c]}" -v b="$best" 'BEGIN {exit !(r >= 0.98 * b)}'; then
+      conns=$c
+      break
+    fi
+  done
+  ramp="chosen: the fewest within 2 % of the best of 64/128/256 (${ramp_rps[64]}/${ramp_rps[128]}/${ramp_rps[256]} issuances/s)"
+  echo "  $ramp: $conns"
+fi
+
 echo "== full speed: closed loop, $conns connections, $duration s =="
 if [[ $perf == 1 ]]; then
   perf record -g -o "$tmp/perf.data" -p "$fpid" -- sleep "$((duration + 1))" 2>"$tmp/perf.log" &
@@ -231,7 +262,7 @@ fi
 
 errors=$(($(field errors <<<"$full") + $(field errors <<<"$half_result") + $(field errors <<<"$idle_result")))
 ratio=$(awk -v a="$rps" -v f="$floor_rps" 'BEGIN {printf "%.3f", (f > 0 ? a / f : 0)}')
-echo "== summary: CA=$ca ($ca_key) CT=$ct KEYS=$keys tokens=$token_alg, $cores cores, $conns connections =="
+echo "== summary: CA=$ca ($ca_key) CT=$ct KEYS=$keys tokens=$token_alg, $cores cores, $conns connections${ramp:+ ($ramp)} =="
 printf '%-22s %s issuances/s (%s threads; mean of %s before and %s after full speed; %s us of CPU per issuance)\n' \
   "floor (OpenSSL):" "$floor_rps" "$cores" "$floor_rps_before" "$floor_rps_after" "$floor_us"
 printf '%-22s %s issuances/s; ms p50 %s  p99 %s  p99.9 %s\n' "full speed:" "$rps" \
@@ -263,5 +294,5 @@ printf '%-22s %s\n' "errors:" "$errors"
 echo "BENCH rps=$rps floor_rps=$floor_rps floor_rps_before=$floor_rps_before" \
   "floor_rps_after=$floor_rps_after ratio=$ratio p99_ms=$(field p99_ms <<<"$full")" \
   "p99_half_ms=$(field p99_ms <<<"$half_result") cpu_us_per_issuance=$cpu_us floor_us=$floor_us" \
-  "disk_kib_per_issuance=$disk_kib" \
+  "disk_kib_per_issuance=$disk_kib connections=$conns" \
   "rss_idle_mib=$(mib "$rss_max") peak_rss_mib=$(mib "$peak") errors=$errors"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/smoke.sh BUILD_DIR: ctest bench/smoke. Runs bench/run.sh briefly (floor ~2 s, each load
-# phase 2 s, the full pipeline: file CA, embedded CT) against a real server and checks that the
-# FLOOR, RESULT and BENCH lines parse and that no request failed. No timing is asserted.
+# phase 2 s, the connection ramp 1 s per count, the full pipeline: file CA, embedded CT) against a
+# real server and checks that the FLOOR, ramp, RESULT and BENCH lines parse and that no request
+# failed. No timing is asserted.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=${1:?usage: bench/smoke.sh BUILD_DIR}
@@ -9,7 +10,7 @@ out=$(mktemp "${TMPDIR:-/tmp}/fulcrum-bench-smoke-XXXXXX")
 trap 'rm -f "$out"' EXIT
 fail() { echo "bench/smoke: FAIL: $*" >&2; cat "$out" >&2; exit 1; }
 
-BUILD=$build CA=file CT=embedded KEYS=p256 N=40 DURATION=2 WARMUP=1 CONNECTIONS=4 IDLE=50 \
+BUILD=$build CA=file CT=embedded KEYS=p256 N=40 DURATION=2 WARMUP=1 RAMP_SECONDS=1 IDLE=50 \
   FLOOR_SECONDS=0.25 PERF=0 bash "$here/run.sh" >"$out" 2>&1 || fail "bench/run.sh exited $?"
 
 num='[0-9]+(\.[0-9]+)?'
@@ -28,6 +29,11 @@ while read -r line; do
 done < <(sed -n 's/^ *\(RESULT .*\)/\1/p' "$out")
 ((n == 4)) || fail "expected 4 RESULT lines (warm-up, full speed, half load, idle), got $n"
 
+# CONNECTIONS=auto: one closed-loop run per count, and one of them chosen
+for c in 64 128 256; do
+  grep -Eq "^  $c connections: $num issuances/s$" "$out" || fail "no ramp result for $c connections"
+done
+grep -Eq "^  chosen: .*: (64|128|256)$" "$out" || fail "no connection count chosen"
 grep -Eq "^BENCH rps=$num floor_rps=$num floor_rps_before=$num floor_rps_after=$num ratio=$num .* errors=0$" "$out" ||
   fail "no BENCH line with errors=0"
 grep -q "idle keep-alive connections: 50 asked, 50 answered /healthz 200, 50 still open" "$out" ||
