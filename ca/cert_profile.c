@@ -149,10 +149,7 @@ static int add_subject_key_id(X509 *x)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    const unsigned char *bits = NULL;
-    int nbits = 0;
-    if (!X509_PUBKEY_get0_param(NULL, &bits, &nbits, NULL, X509_get_X509_PUBKEY(x)) || !bits ||
-        nbits <= 0 || !EVP_Digest(bits, (size_t)nbits, md, &mdlen, sha1_md(), NULL))
+    if (!X509_pubkey_digest(x, sha1_md(), md, &mdlen))
         return 0;
     ASN1_OCTET_STRING *skid = ASN1_OCTET_STRING_new();
     int ok = skid && ASN1_OCTET_STRING_set(skid, md, (int)mdlen) &&

@@ -6,7 +6,8 @@
  * The client's key is new on every request, so its parse is on the critical path
  * (stack-notes.md): OpenSSL 3.0's decoders (PEM_read_bio_PUBKEY ~280 µs, d2i_PUBKEY ~85 µs) cost
  * more than the signature check. Here the usual PEM PUBLIC KEY block is decoded directly (any
- * other PEM goes through PEM_read_bio, plain base64), the SubjectPublicKeyInfo is split with d2i_ASN1_SEQUENCE_ANY, RSA and Ed25519 keys are built
+ * other PEM goes through PEM_read_bio, plain base64), the SubjectPublicKeyInfo is split with
+ * d2i_ASN1_SEQUENCE_ANY, RSA and Ed25519 keys are built
  * directly (EVP_PKEY_fromdata, EVP_PKEY_new_raw_public_key_ex), and a P-256/P-384/P-521 point is
  * checked and kept as it is, without an OpenSSL key ("An EC client key is a bare point" below).
  * Any other shape goes through d2i_PUBKEY, so the result is always what OpenSSL itself would
@@ -506,14 +507,13 @@ EVP_PKEY *client_key_parse(const unsigned char *content, size_t len, char *why, 
     ERR_set_mark();
     /* As Fulcio: the first PEM block, if there is one ("PUBLIC KEY" or "RSA PUBLIC KEY"), then
      * the whole content as DER. */
+    int pem = memmem(content, len, begin, sizeof begin - 1) != NULL;
     size_t fast_len = 0;
-    unsigned char *fast = memmem(content, len, begin, sizeof begin - 1)
-                              ? pem_public_key_fast(content, len, &fast_len)
-                              : NULL;
+    unsigned char *fast = pem ? pem_public_key_fast(content, len, &fast_len) : NULL;
     if (fast) {
         key = pem_spki_to_key(fast, fast_len, pem_why, sizeof pem_why);
         free(fast);
-    } else if (memmem(content, len, begin, sizeof begin - 1)) {
+    } else if (pem) {
         BIO *bio = BIO_new_mem_buf(content, (int)len);
         char *name = NULL, *header = NULL;
         unsigned char *der = NULL;
