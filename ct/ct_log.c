@@ -286,8 +286,10 @@ static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_
     int rc = -1;
     /* A resubmission is answered from the database without signing. Not for the CA's own
      * precertificates: each is new (fresh serial), and the read would run on the submitting
-     * worker's event loop for nothing. The writer deduplicates anyway (found < 0 too). */
-    int found = (flags & CTLOG_CHECK_OWN) ? 0 : find_existing(log, e.dedup, &old, &old_len);
+     * worker's event loop for nothing; nor are they entered in the dedup index (the writer
+     * deduplicates everything else, found < 0 too). */
+    int own = (flags & CTLOG_CHECK_OWN) != 0;
+    int found = own ? 0 : find_existing(log, e.dedup, &old, &old_len);
     if (found == 1) {
         rc = ctlog_answer_later(base, cb, arg, old, old_len, NULL, 0);
         goto done;
@@ -309,7 +311,7 @@ static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_
         memcpy(copy, sct, sct_len);
     if (sct && (!early || copy) &&
         ctlog_writer_submit(log, leaf, leaf_len, e.extra_data, e.extra_len, leaf_hash, e.dedup,
-                            sct, sct_len, base, cb, arg, err, sizeof err) == 0) {
+                            !own, sct, sct_len, base, cb, arg, err, sizeof err) == 0) {
         if (early) {
             *early = copy;
             *early_len = sct_len;

@@ -55,8 +55,8 @@ int ct_submit_precert(ct_submitter *s, STACK_OF(X509) *chain, struct event_base 
 
 /* The same; on success *early_sct (malloc'd, the caller frees it) is the SCT the log has already
  * signed and will deliver once the entry is durable, when the log knows it that early (the
- * embedded log), else NULL. Unverified until cb delivers it; cb's SCT is the one to use (equal
- * unless the log found the entry already logged). */
+ * embedded log), else NULL. Unverified until cb delivers it; cb's SCT is the one to use (the
+ * same: the embedded log does not deduplicate the CA's own precertificates). */
 int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
                             ct_submit_cb cb, void *arg, unsigned char **early_sct,
                             size_t *early_len, char *why, size_t whylen);

@@ -3,7 +3,9 @@
  * ("<dir>/log-index.db"), attached to every connection of the log as schema "ix":
  *
  *   ix.leaf(leaf_hash, idx)  every entry by its Merkle leaf hash (get-proof-by-hash)
- *   ix.dedup(key, idx)       every entry by its dedup key (a resubmission gets its first SCT)
+ *   ix.dedup(key, idx)       submitted entries by their dedup key (a resubmission gets its first
+ *                            SCT); the CA's own precertificates are not entered as they are
+ *                            logged (each is new; a rebuild enters them too)
  *   ix.state(k, v)           'covered' (entries indexed), 'clean', 'boot'
  *
  * Why apart: each new entry lands on one random page of each index. Synced with every commit

@@ -76,11 +76,13 @@ int ctlog_writer_start(ct_log *log, char *why, size_t whylen);
 void ctlog_writer_stop(ct_log *log);
 
 /* Queues an entry (copies everything). cb runs once on base. Returns 0, or -1 (out of
- * memory, or the log is stopping) with a reason; nothing then runs. */
+ * memory, or the log is stopping) with a reason; nothing then runs. index_dedup: as
+ * ctlog_db_insert_entry's (0 for the CA's own precertificates). */
 int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
                         const unsigned char *extra, size_t extra_len,
                         const unsigned char leaf_hash[32], const unsigned char dedup[32],
-                        const unsigned char *sct, size_t sct_len, struct event_base *base,
+                        int index_dedup, const unsigned char *sct, size_t sct_len,
+                        struct event_base *base,
                         ct_log_add_cb cb, void *arg, char *why, size_t whylen);
 
 /* Answers cb on base later (never inline) with this SCT (err NULL) or this error. Returns 0 or

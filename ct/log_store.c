@@ -418,21 +418,25 @@ int ctlog_db_find_dedup(ctlog_db *d, const unsigned char key[32], unsigned char 
 int ctlog_db_insert_entry(ctlog_db *d, uint64_t idx, const unsigned char *leaf, size_t leaf_len,
                           const unsigned char *extra, size_t extra_len,
                           const unsigned char leaf_hash[32], const unsigned char dedup[32],
-                          const unsigned char *sct, size_t sct_len)
+                          int index_dedup, const unsigned char *sct, size_t sct_len)
 {
-    /* The dedup key first: a key already there (in an earlier entry, or earlier in this
-     * transaction) means nothing is inserted. */
-    sqlite3_stmt *s = d->st[S_INDEX_DEDUP];
-    sqlite3_bind_blob(s, 1, dedup, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
-    int rc = sqlite3_step(s);
-    int changed = sqlite3_changes(d->db);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-    if (rc != SQLITE_DONE)
-        return -1;
-    if (changed != 1)
-        return 1;
+    sqlite3_stmt *s;
+    int rc;
+    if (index_dedup) {
+        /* The dedup key first: a key already there (in an earlier entry, or earlier in this
+         * transaction) means nothing is inserted. */
+        s = d->st[S_INDEX_DEDUP];
+        sqlite3_bind_blob(s, 1, dedup, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+        rc = sqlite3_step(s);
+        int changed = sqlite3_changes(d->db);
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+        if (rc != SQLITE_DONE)
+            return -1;
+        if (changed != 1)
+            return 1;
+    }
     s = d->st[S_INDEX_LEAF];
     sqlite3_bind_blob(s, 1, leaf_hash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);

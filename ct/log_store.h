@@ -75,11 +75,14 @@ int ctlog_db_find_dedup(ctlog_db *db, const unsigned char key[32], unsigned char
                         size_t *len);
 
 /* Inserts an entry and indexes it: 0 inserted, 1 the dedup key is already there (in an earlier
- * entry or earlier in this transaction; nothing inserted), -1 error. */
+ * entry or earlier in this transaction; nothing inserted), -1 error. With index_dedup 0 the
+ * entry still stores its dedup key but is neither looked up nor entered in the dedup index
+ * (the CA's own precertificates: each is new, and the index's random page per entry is the
+ * largest cost of a commit); it is indexed like any other if the index is ever rebuilt. */
 int ctlog_db_insert_entry(ctlog_db *db, uint64_t idx, const unsigned char *leaf, size_t leaf_len,
                           const unsigned char *extra, size_t extra_len,
                           const unsigned char leaf_hash[32], const unsigned char dedup[32],
-                          const unsigned char *sct, size_t sct_len);
+                          int index_dedup, const unsigned char *sct, size_t sct_len);
 
 /* Records in the index that it covers the first n entries (the writer, in each transaction
  * that adds entries). 0 or -1. */

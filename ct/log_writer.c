@@ -41,6 +41,7 @@ struct ctlog_pending {
     unsigned char *leaf, *extra, *sct;
     size_t leaf_len, extra_len, sct_len;
     unsigned char leaf_hash[32], dedup[32];
+    int index_dedup;
     /* the answer */
     unsigned char *result;
     size_t result_len;
@@ -131,7 +132,8 @@ int ctlog_answer_later(struct event_base *base, ct_log_add_cb cb, void *arg,
 int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
                         const unsigned char *extra, size_t extra_len,
                         const unsigned char leaf_hash[32], const unsigned char dedup[32],
-                        const unsigned char *sct, size_t sct_len, struct event_base *base,
+                        int index_dedup, const unsigned char *sct, size_t sct_len,
+                        struct event_base *base,
                         ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
     struct ctlog_pending *p = pending_new(base, cb, arg);
@@ -147,6 +149,7 @@ int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
     p->sct_len = sct_len;
     memcpy(p->leaf_hash, leaf_hash, 32);
     memcpy(p->dedup, dedup, 32);
+    p->index_dedup = index_dedup;
     if (!p->leaf || !p->extra || !p->sct) {
         pending_free(p);
         snprintf(why, whylen, "out of memory");
@@ -336,7 +339,8 @@ static int commit_batch(ct_log *log, struct ctlog_pending *batch, ctlog_sth *sth
     }
     for (struct ctlog_pending *p = batch; p; p = p->next) {
         int r = ctlog_db_insert_entry(db, log->frontier.size, p->leaf, p->leaf_len, p->extra,
-                                      p->extra_len, p->leaf_hash, p->dedup, p->sct, p->sct_len);
+                                      p->extra_len, p->leaf_hash, p->dedup, p->index_dedup,
+                                      p->sct, p->sct_len);
         if (r == 0) {
             if (merkle_frontier_append(&log->frontier, p->leaf_hash, ctlog_db_insert_node, db) !=
                 0) {

@@ -36,7 +36,7 @@ static int insert(ctlog_db *db, unsigned idx, unsigned key)
     hash_of('L', idx, lh);
     hash_of('D', key, dd);
     return ctlog_db_insert_entry(db, idx, (unsigned char *)leaf, (size_t)ll,
-                                 (const unsigned char *)"", 0, lh, dd, (unsigned char *)sct,
+                                 (const unsigned char *)"", 0, lh, dd, 1, (unsigned char *)sct,
                                  (size_t)sl);
 }
 
@@ -323,6 +323,63 @@ static void test_schema_1(void)
     ctlog_db_close(db);
 }
 
+/* Entries inserted with index_dedup 0 (the CA's own precertificates): found by leaf hash, not by
+ * dedup key, never refused as duplicates; an index whose last covered entry is one of them is
+ * kept at the next open; a rebuild enters their keys too. In a log of its own. */
+static void test_own_entries(void)
+{
+    snprintf(db_path, sizeof db_path, "%s/own.db", tmpdir);
+    CHECK(ctlog_index_path(db_path, ix_path, sizeof ix_path) == 0, "own: index path");
+    ctlog_db *db = open_writer("own entries");
+    if (!db)
+        return;
+    char leaf[] = "own-leaf";
+    unsigned char lh[32], dd[32], *sct = NULL;
+    size_t len = 0;
+    uint64_t idx = 0;
+    CHECK(ctlog_db_begin(db, 1) == 0 && insert(db, 0, 0) == 0, "own: a submitted entry 0");
+    hash_of('L', 1, lh);
+    hash_of('D', 0, dd); /* entry 0's key: not looked up, so not a duplicate */
+    int r1 = ctlog_db_insert_entry(db, 1, (unsigned char *)leaf, strlen(leaf),
+                                   (const unsigned char *)"", 0, lh, dd, 0,
+                                   (unsigned char *)"sct-own", 7);
+    hash_of('L', 2, lh);
+    hash_of('D', 2, dd);
+    int r2 = ctlog_db_insert_entry(db, 2, (unsigned char *)leaf, strlen(leaf),
+                                   (const unsigned char *)"", 0, lh, dd, 0,
+                                   (unsigned char *)"sct-own", 7);
+    CHECK(r1 == 0 && r2 == 0, "own: entries 1 and 2 inserted without the dedup index (%d %d)", r1,
+          r2);
+    CHECK(ctlog_db_set_indexed(db, 3) == 0 && ctlog_db_commit(db) == 0, "own: commit");
+    CHECK(ctlog_db_find_leaf(db, lh, 3, &idx) == 1 && idx == 2, "own: entry 2 found by leaf hash");
+    CHECK(ctlog_db_find_dedup(db, dd, &sct, &len) == 0, "own: entry 2 not found by dedup key");
+    free(sct);
+    sct = NULL;
+    ctlog_db_close(db);
+
+    double rebuilt = repairs("rebuilt"), completed = repairs("completed");
+    ix_sql(plant);
+    db = open_writer("own entries, reopened");
+    if (!db)
+        return;
+    CHECK(planted_kept() && repairs("rebuilt") == rebuilt && repairs("completed") == completed,
+          "own: an index whose last entry has no dedup key is kept as it is");
+    CHECK(ctlog_db_find_dedup(db, dd, &sct, &len) == 0, "own: still not found by dedup key");
+    free(sct);
+    sct = NULL;
+    ctlog_db_close(db);
+
+    unlink(ix_path); /* indexed again from the entries at the next open */
+    db = open_writer("own entries, index deleted");
+    if (!db)
+        return;
+    CHECK(ctlog_db_find_dedup(db, dd, &sct, &len) == 1 && len == 7 &&
+              memcmp(sct, "sct-own", 7) == 0,
+          "own: indexed again from the entries, entry 2 is found by its dedup key");
+    free(sct);
+    ctlog_db_close(db);
+}
+
 int main(void)
 {
     const char *t = getenv("TMPDIR");
@@ -338,6 +395,7 @@ int main(void)
     populate();
     test_repairs();
     test_schema_1();
+    test_own_entries();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
