@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "ct/log_index.h"
+#include "ct/merkle.h"
 #include "ct/wal_write_vfs.h"
 
 enum stmt_id {
@@ -70,10 +71,16 @@ static const char migrate_v1[] =
     "ALTER TABLE entries_v2 RENAME TO entries;"
     "UPDATE meta SET value = x'02' WHERE key = 'schema_version';";
 
+/* Which tree levels the nodes table holds (meta 'node_stride', one byte): the multiples of this.
+ * A new log stores every fourth level (4, 8, ...); the levels between are hashed from their
+ * children when read (ct/log_store.h). A log made before it (no such key) stores every level. */
+#define NODE_STRIDE_NEW 4
+
 struct ctlog_db {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     int writer;
+    unsigned node_stride;
     /* writer: frames in each WAL after the last commit (wal_hook) */
     int wal_frames, ix_wal_frames;
 };
@@ -105,6 +112,42 @@ int ctlog_db_checkpoint_if(ctlog_db *d, int min_frames)
     int rc = sqlite3_wal_checkpoint_v2(d->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     d->wal_frames = 0; /* the next commit's hook says how many remain */
     return rc == SQLITE_OK ? 1 : -1;
+}
+
+/* d->node_stride from meta 'node_stride'. Without the key: a writer gives a log without nodes
+ * the new stride (and records it), any other log 1 (it was written storing every level); a
+ * reader takes 1. 0, or -1 with why. */
+static int set_node_stride(ctlog_db *d, int writer, char *why, size_t whylen)
+{
+    unsigned char *v = NULL;
+    size_t vlen = 0;
+    int r = ctlog_db_meta_get(d, "node_stride", &v, &vlen);
+    unsigned stride = r == 1 && vlen == 1 ? v[0] : 0;
+    free(v);
+    if (r < 0 || (r == 1 && (stride < 1 || stride > 16))) {
+        snprintf(why, whylen, "cannot read the node stride of the log database: %s",
+                 r < 0 ? sqlite3_errmsg(d->db) : "not a number from 1 to 16");
+        return -1;
+    }
+    if (r == 0 && writer) {
+        sqlite3_stmt *st = NULL;
+        int any = -1;
+        if (sqlite3_prepare_v2(d->db, "SELECT EXISTS(SELECT 1 FROM nodes) OR "
+                                      "EXISTS(SELECT 1 FROM entries)", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            any = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        unsigned char b = any == 0 ? NODE_STRIDE_NEW : 1;
+        if (any < 0 || ctlog_db_meta_put(d, "node_stride", &b, 1) != 0) {
+            snprintf(why, whylen, "cannot record the node stride of the log database: %s",
+                     sqlite3_errmsg(d->db));
+            return -1;
+        }
+        stride = b;
+    }
+    d->node_stride = stride ? stride : 1;
+    return 0;
 }
 
 /* The writer: schema, migration from schema 1, then the index database. */
@@ -151,6 +194,8 @@ static int setup_writer(ctlog_db *d, const char *path, char *why, size_t whylen)
                  version);
         return -1;
     }
+    if (set_node_stride(d, 1, why, whylen) != 0)
+        return -1;
     char ix[4400];
     if (ctlog_index_path(path, ix, sizeof ix) != 0) {
         snprintf(why, whylen, "the log database path is too long: %s", path);
@@ -210,6 +255,8 @@ ctlog_db *ctlog_db_open(const char *path, int writer, char *why, size_t whylen)
             goto fail;
         }
     }
+    if (!writer && set_node_stride(d, 0, why, whylen) != 0)
+        goto fail;
     return d;
 fail:
     ctlog_db_close(d);
@@ -268,6 +315,16 @@ int ctlog_db_node(void *ctx, unsigned level, uint64_t index, unsigned char out[3
 {
     ctlog_db *d = ctx;
     sqlite3_stmt *s;
+    if (level > 0 && level % d->node_stride != 0) {
+        /* Not stored: the hash of its two children (at most stride - 1 levels down to a stored
+         * level or to the leaves). */
+        unsigned char l[32], r[32];
+        if (index > (UINT64_MAX >> 1) || ctlog_db_node(d, level - 1, 2 * index, l) != 0 ||
+            ctlog_db_node(d, level - 1, 2 * index + 1, r) != 0)
+            return -1;
+        merkle_node_hash(l, r, out);
+        return 0;
+    }
     if (level == 0) {
         s = d->st[S_LEAF_HASH];
         sqlite3_bind_int64(s, 1, (sqlite3_int64)index);
@@ -282,6 +339,8 @@ int ctlog_db_node(void *ctx, unsigned level, uint64_t index, unsigned char out[3
 int ctlog_db_insert_node(void *ctx, unsigned level, uint64_t index, const unsigned char h[32])
 {
     ctlog_db *d = ctx;
+    if (level % d->node_stride != 0)
+        return 0; /* hashed from its children when read */
     sqlite3_stmt *s = d->st[S_INSERT_NODE];
     sqlite3_bind_int(s, 1, (int)level);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)index);
