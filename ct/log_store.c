@@ -73,7 +73,9 @@ static const char migrate_v1[] =
 
 /* Which tree levels the nodes table holds (meta 'node_stride', one byte): the multiples of this.
  * A new log stores every fourth level (4, 8, ...); the levels between are hashed from their
- * children when read (ct/log_store.h). A log made before it (no such key) stores every level. */
+ * children when read (ct/log_store.h). A log made before it (no such key) stores every level.
+ * A new log is schema 3 (the tables of schema 2; nodes as its stride says), so that a Fulcrum
+ * that expects every level refuses it instead of failing its proofs. */
 #define NODE_STRIDE_NEW 4
 
 struct ctlog_db {
@@ -138,8 +140,9 @@ static int set_node_stride(ctlog_db *d, int writer, char *why, size_t whylen)
             sqlite3_step(st) == SQLITE_ROW)
             any = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
-        unsigned char b = any == 0 ? NODE_STRIDE_NEW : 1;
-        if (any < 0 || ctlog_db_meta_put(d, "node_stride", &b, 1) != 0) {
+        unsigned char b = any == 0 ? NODE_STRIDE_NEW : 1, v3 = 3;
+        if (any < 0 || ctlog_db_meta_put(d, "node_stride", &b, 1) != 0 ||
+            (b != 1 && ctlog_db_meta_put(d, "schema_version", &v3, 1) != 0)) {
             snprintf(why, whylen, "cannot record the node stride of the log database: %s",
                      sqlite3_errmsg(d->db));
             return -1;
@@ -189,7 +192,7 @@ static int setup_writer(ctlog_db *d, const char *path, char *why, size_t whylen)
         }
         log_info("ctlog", "moved %s from schema 1 to 2 (its indexes go to their own database)",
                  path);
-    } else if (version != 2) {
+    } else if (version != 2 && version != 3) {
         snprintf(why, whylen, "%s has schema version %d, which this Fulcrum does not know", path,
                  version);
         return -1;

@@ -2,10 +2,10 @@
  * ct/log_store.h: the log's SQLite database (WAL, synchronous=FULL: a COMMIT is on disk when
  * it returns).
  *
- * Tables (schema 2): entries (idx, leaf_input, extra_data, leaf_hash, dedup, sct), nodes
+ * Tables (schema 2 and 3): entries (idx, leaf_input, extra_data, leaf_hash, dedup, sct), nodes
  * (level, idx, hash: complete subtree hashes of the levels that are multiples of the log's node
- * stride, meta 'node_stride': 4 in a new log, 1 (every level >= 1) in one made before; level 0
- * is entries.leaf_hash), sths
+ * stride, meta 'node_stride': 4 in a new log, which is schema 3; 1, every level >= 1, in a
+ * schema 2 log; level 0 is entries.leaf_hash), sths
  * (tree_size, timestamp, root_hash, signature: every STH signed), meta (key, value: schema
  * version, log ID). The lookups by leaf hash and by dedup key go through the index database
  * beside it (ct/log_index.h), written in the same transactions but not synced; a schema 1

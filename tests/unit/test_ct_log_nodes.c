@@ -2,7 +2,7 @@
  * of 4 and hashes the others from their children when read; a log made before the stride
  * existed (entries, no 'node_stride') keeps storing every level. Both give the roots, audit
  * paths and consistency proofs of a reference tree holding every node (ct/merkle.h), for every
- * tree size up to 300, on the writer's connection and on a reader's. */
+ * tree size up to 300, on the writer's connection and on a reader's. A new log is schema 3. */
 #include <openssl/sha.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -111,6 +111,24 @@ static void compare(ctlog_db *db, const char *what)
     CHECK(proofs, "%s: consistency proofs equal the reference's", what);
 }
 
+/* A one-byte meta value of the closed database (-1 if none). */
+static int meta_byte(const char *path, const char *key)
+{
+    sqlite3 *s = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(s, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) ==
+            SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 1)
+            v = ((const unsigned char *)sqlite3_column_blob(st, 0))[0];
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return v;
+}
+
 /* "level:count ..." of the nodes table, and its stride byte, read with SQLite. */
 static void stored_levels(const char *path, char *out, size_t outlen, int *stride)
 {
@@ -127,15 +145,10 @@ static void stored_levels(const char *path, char *out, size_t outlen, int *strid
             used += (size_t)snprintf(out + used, outlen - used, "%s%d:%d", used ? " " : "",
                                      sqlite3_column_int(st, 0), sqlite3_column_int(st, 1));
     }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(s, "SELECT value FROM meta WHERE key = 'node_stride'", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 1)
-        *stride = ((const unsigned char *)sqlite3_column_blob(st, 0))[0];
 done:
     sqlite3_finalize(st);
     sqlite3_close(s);
+    *stride = meta_byte(path, "node_stride");
 }
 
 static void test_new_log(void)
@@ -157,6 +170,8 @@ static void test_new_log(void)
     /* 300 leaves: 18 complete subtrees of 16 leaves, 1 of 256 */
     CHECK(stride == 4 && strcmp(levels, "4:18 8:1") == 0,
           "new log: stride 4, only levels 4 and 8 stored (stride %d, %s)", stride, levels);
+    CHECK(meta_byte(path, "schema_version") == 3, "new log: schema 3 (%d)",
+          meta_byte(path, "schema_version"));
 
     ctlog_db *rd = ctlog_db_open(path, 0, why, sizeof why);
     CHECK(rd != NULL, "new log: a reader opens (%s)", why);
@@ -205,8 +220,10 @@ static void test_old_log(void)
     ctlog_db_close(db);
     sqlite3 *s = NULL;
     CHECK(sqlite3_open(path, &s) == SQLITE_OK &&
-              sqlite3_exec(s, "DELETE FROM meta WHERE key = 'node_stride'", NULL, NULL, NULL) ==
-                  SQLITE_OK,
+              sqlite3_exec(s,
+                           "DELETE FROM meta WHERE key = 'node_stride'; UPDATE meta SET value = "
+                           "x'02' WHERE key = 'schema_version'",
+                           NULL, NULL, NULL) == SQLITE_OK,
           "old log: its stride forgotten, as a log made before it");
     sqlite3_close(s);
 
@@ -221,6 +238,8 @@ static void test_old_log(void)
     stored_levels(path, levels, sizeof levels, &stride);
     CHECK(stride == 1 && strcmp(levels, "1:150 2:75 3:37 4:18 5:9 6:4 7:2 8:1") == 0,
           "old log: stride 1 recorded, every level stored (stride %d, %s)", stride, levels);
+    CHECK(meta_byte(path, "schema_version") == 2, "old log: still schema 2 (%d)",
+          meta_byte(path, "schema_version"));
     ctlog_db *rd = ctlog_db_open(path, 0, why, sizeof why);
     CHECK(rd != NULL, "old log: a reader opens (%s)", why);
     if (rd) {
