@@ -415,8 +415,11 @@ int audit_log_append(audit_log *a, const char *line, struct event_base *base, au
     size_t n = strlen(line);
     if (p)
         p->line = malloc(n + 1);
-    if (p && p->line && base)
+    if (p && p->line && base) {
         p->ev = event_new(base, -1, 0, on_done_event, p);
+        if (p->ev) /* top priority: as the CT log's answers (ct/log_writer.c, pending_new) */
+            event_priority_set(p->ev, 0);
+    }
     if (!p || !p->line || (base && !p->ev)) {
         if (p)
             free(p->line);

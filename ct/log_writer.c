@@ -92,6 +92,13 @@ static struct ctlog_pending *pending_new(struct event_base *base, ct_log_add_cb 
     p->cb = cb;
     p->arg = arg;
     p->ev = event_new(base, -1, 0, deliver, p);
+    /* Top priority on a base with priorities (the HTTP workers'): the answer of a request under
+     * way runs right after the callback in progress, before the base reads new requests (an
+     * activation of a higher priority ends the pass over the lower queue). Else a worker with a
+     * few dozen requests ready ran them all first: ~0.3 ms each, up to 5-7 ms of delay at p99
+     * at half load. A base of one priority keeps it (0 is its only one). */
+    if (p->ev)
+        event_priority_set(p->ev, 0);
     if (!p->ev) {
         free(p);
         return NULL;

@@ -175,6 +175,8 @@ static void notify_waiters(struct waiter *w)
         struct waiter *next = w->next;
         w->ev = event_new(w->base, -1, 0, waiter_trampoline, w);
         if (w->ev) {
+            /* top priority: requests under way before new ones (ct/log_writer.c, pending_new) */
+            event_priority_set(w->ev, 0);
             event_active(w->ev, EV_TIMEOUT, 0);
         } else {
             log_error(COMPONENT, "cannot schedule a key-set callback: out of memory");

@@ -367,6 +367,72 @@ static void test_event_base(void)
     event_base_free(base);
 }
 
+/* An audit answer comes before work the worker has not started (as the CT log's, see
+ * test_ct_group_commit's answer_first): on a base with two priorities, the first of 40 ready
+ * callbacks appends a record and returns once the writer has activated its answer, which must
+ * run next. */
+struct order_ctx {
+    audit_log *a;
+    struct event_base *base;
+    int ran, answered_after, ok;
+};
+
+static void order_done(void *arg, int ok)
+{
+    struct order_ctx *o = arg;
+    o->answered_after = o->ran;
+    o->ok = ok;
+}
+
+static void order_work(evutil_socket_t fd, short what, void *arg)
+{
+    struct order_ctx *o = arg;
+    if (o->ran++ == 0) {
+        char why[256] = "";
+        int before = event_base_get_num_events(o->base, EVENT_BASE_COUNT_ACTIVE);
+        if (audit_log_append(o->a, "{\"order\":1}", o->base, order_done, o, why, sizeof why) ==
+            0) {
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            do {
+                usleep(1000);
+                clock_gettime(CLOCK_MONOTONIC, &t);
+            } while (event_base_get_num_events(o->base, EVENT_BASE_COUNT_ACTIVE) <= before &&
+                     t.tv_sec - t0.tv_sec < 10);
+        }
+    }
+    usleep(1000);
+}
+
+static void test_answer_first(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/order.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    struct event_base *base = event_base_new();
+    CHECK(a && base && event_base_priority_init(base, 2) == 0,
+          "order: a log and a base with two priorities (%s)", why);
+    if (!a || !base) {
+        audit_log_close(a);
+        event_base_free(base);
+        return;
+    }
+    struct order_ctx o = {.a = a, .base = base, .answered_after = -1};
+    struct event *work[40];
+    for (int i = 0; i < 40; i++) {
+        work[i] = event_new(base, -1, 0, order_work, &o); /* default priority: 1 */
+        event_active(work[i], EV_TIMEOUT, 0);
+    }
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    CHECK(o.ok && o.answered_after == 1,
+          "order: the answer ran right after the callback that appended (after %d of 40, ok %d)",
+          o.answered_after, o.ok);
+    for (int i = 0; i < 40; i++)
+        event_free(work[i]);
+    audit_log_close(a);
+    event_base_free(base);
+}
+
 /* ---- torn tail ---- */
 
 static void write_text(const char *path, const char *text)
@@ -544,6 +610,7 @@ int main(void)
     test_window_adaptive();
     test_concurrent();
     test_event_base();
+    test_answer_first();
     test_torn_tail();
     test_failure();
     test_record();
