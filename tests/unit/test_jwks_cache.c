@@ -36,6 +36,7 @@ struct srv {
     char *jwks;
     int status; /* answer status for everything; 200 = normal */
     int n_discovery, n_jwks;
+    int hold; /* while set, requests wait before they are answered (at most 5 s) */
 };
 
 static struct srv S;
@@ -73,6 +74,11 @@ static void handle(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     char issuer[128], loc[160];
     pthread_mutex_lock(&S.mu);
+    for (int i = 0; S.hold && i < 5000; i++) {
+        pthread_mutex_unlock(&S.mu);
+        usleep(1000);
+        pthread_mutex_lock(&S.mu);
+    }
     int status = S.status;
     if (strstr(path, "openid-configuration") || strstr(path, "discovery"))
         S.n_discovery++;
@@ -305,10 +311,17 @@ static void test_ready_pending(void)
     jwks_cache_get_stats(c, &st);
     CHECK(st.discovery_fetches == 0 && st.jwks_fetches == 0, "cb NULL started nothing");
 
-    /* Two workers ask at once: one fetch, two callbacks. */
+    /* Two workers ask at once: one fetch, two callbacks. The server holds its answers until
+     * both have asked (a fetch could otherwise complete in between on a loaded machine). */
     struct waitctx w1 = {0, 0}, w2 = {0, 0};
+    pthread_mutex_lock(&S.mu);
+    S.hold = 1;
+    pthread_mutex_unlock(&S.mu);
     enum jwks_result r1 = jwks_cache_get(c, iss, "", "k1", MB, on_ready, &w1, &set, WHY, sizeof(WHY));
     enum jwks_result r2 = jwks_cache_get(c, iss, "", "k1", MB, on_ready, &w2, &set, WHY, sizeof(WHY));
+    pthread_mutex_lock(&S.mu);
+    S.hold = 0;
+    pthread_mutex_unlock(&S.mu);
     CHECK(r1 == JWKS_PENDING && r2 == JWKS_PENDING, "first asks are PENDING (%d, %d)", r1, r2);
     for (int i = 0; i < 20 && (w1.called == 0 || w2.called == 0); i++)
         run_base(500);
