@@ -141,8 +141,10 @@ static int set_node_stride(ctlog_db *d, int writer, char *why, size_t whylen)
             any = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         unsigned char b = any == 0 ? NODE_STRIDE_NEW : 1, v3 = 3;
-        if (any < 0 || ctlog_db_meta_put(d, "node_stride", &b, 1) != 0 ||
-            (b != 1 && ctlog_db_meta_put(d, "schema_version", &v3, 1) != 0)) {
+        /* The version first: a log that stops in between is still empty, and gets both at
+         * its next open. */
+        if (any < 0 || (b != 1 && ctlog_db_meta_put(d, "schema_version", &v3, 1) != 0) ||
+            ctlog_db_meta_put(d, "node_stride", &b, 1) != 0) {
             snprintf(why, whylen, "cannot record the node stride of the log database: %s",
                      sqlite3_errmsg(d->db));
             return -1;
