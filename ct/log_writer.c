@@ -180,10 +180,12 @@ int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
     log->q_tail = p;
     log->q_len++;
     /* The writer waits for a first submission, or for a window's end (writer_main): later ones
-     * need not wake it, unless they fill a batch. */
-    if (log->q_len == 1 || log->q_len == MAX_BATCH)
-        pthread_cond_signal(&log->q_cond);
+     * need not wake it, unless they fill a batch. Signalled once the lock is released, so that
+     * the writer does not wake only to wait for it (a second wake-up). */
+    int wake = log->q_len == 1 || log->q_len == MAX_BATCH;
     pthread_mutex_unlock(&log->q_lock);
+    if (wake)
+        pthread_cond_signal(&log->q_cond);
     return 0;
 }
 
@@ -200,12 +202,14 @@ void ct_log_expect_done(ct_log *log)
     pthread_mutex_lock(&log->q_lock);
     /* A batch may be waiting for its window: wake the writer only if its deadline moves at
      * least WINDOW_WAKE_MIN_MS earlier (a wake-up costs a context switch on each side). */
-    if (log->expected > 0 && --log->expected == 0 && log->q_head && log->waiting_until_ms &&
-        log->q_first_ms + (uint64_t)(log->batch_ms * cpu_load_window_share()) +
-                WINDOW_WAKE_MIN_MS <=
-            log->waiting_until_ms)
-        pthread_cond_signal(&log->q_cond);
+    int wake = log->expected > 0 && --log->expected == 0 && log->q_head &&
+               log->waiting_until_ms &&
+               log->q_first_ms + (uint64_t)(log->batch_ms * cpu_load_window_share()) +
+                       WINDOW_WAKE_MIN_MS <=
+                   log->waiting_until_ms;
     pthread_mutex_unlock(&log->q_lock);
+    if (wake) /* after the unlock, as in ctlog_writer_submit */
+        pthread_cond_signal(&log->q_cond);
 }
 
 /* ---- STH ---- */
