@@ -96,6 +96,14 @@ delta() {
     "$tmp/metrics.0" "$tmp/metrics.1"
 }
 rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
+# The whole machine's CPU time (all cores, ticks): "busy steal total". busy counts user, nice,
+# system, irq and softirq; steal is time the hypervisor gave to others; total adds idle, iowait.
+machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+# "busy% steal%" of the machine between two machine_ticks readings.
+machine_use() {
+  awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[3] - x[3];
+    if (t <= 0) t = 1; printf "%.0f %.0f", (y[1] - x[1]) * 100 / t, (y[2] - x[2]) * 100 / t}'
+}
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 floor_token=rs256
@@ -207,8 +215,12 @@ metrics() { curl -fsS "http://127.0.0.1:$(cat "$tmp/metrics.port")/metrics" 2>/d
 metrics >"$tmp/metrics.0"
 io0=$(io_written "$fpid")
 cpu0=$(cpu_ticks "$fpid")
+mach0=$(machine_ticks)
 loadgen full --max --duration "$duration"
+mach1=$(machine_ticks)
 cpu1=$(cpu_ticks "$fpid")
+read -r full_busy full_steal <<<"$(machine_use "$mach0" "$mach1")"
+echo "  machine: $full_busy % busy (server, load generator, kernel), $full_steal % stolen by the hypervisor"
 io1=$(io_written "$fpid")
 metrics >"$tmp/metrics.1"
 full=$result
@@ -230,8 +242,12 @@ echo "  floor issuances/s: $floor_rps_before before, $floor_rps_after after, mea
 
 half=$(awk -v r="$rps" 'BEGIN {h = r / 2; printf "%.0f", h < 1 ? 1 : h}')
 echo "== half load: open loop at $half/s (half the full speed), $duration s =="
+mach0=$(machine_ticks)
 loadgen half --rate "$half" --duration "$duration" --warmup 1
+mach1=$(machine_ticks)
 half_result=$result
+read -r half_busy half_steal <<<"$(machine_use "$mach0" "$mach1")"
+echo "  machine: $half_busy % busy (server, load generator, kernel), $half_steal % stolen by the hypervisor"
 
 echo "== memory: $idle idle keep-alive connections held open, plus the load at $half/s, $duration s =="
 rss_max=0
@@ -272,6 +288,8 @@ printf '%-22s %s (%s%% of the floor)\n' "achieved/floor:" "$ratio" \
 printf '%-22s %s/s; ms p50 %s  p99 %s  p99.9 %s\n' "half load:" "$half" \
   "$(field p50_ms <<<"$half_result")" "$(field p99_ms <<<"$half_result")" \
   "$(field p999_ms <<<"$half_result")"
+printf '%-22s full speed %s %% busy, %s %% stolen; half load %s %% busy, %s %% stolen (all cores)\n' \
+  "machine:" "$full_busy" "$full_steal" "$half_busy" "$half_steal"
 printf '%-22s %s s over the full-speed phase = %s us per issuance (floor %s us)\n' "server CPU:" \
   "$server_cpu" "$cpu_us" "$floor_us"
 printf '%-22s %s us per request\n' "loadgen CPU:" "$(field cpu_us_per_req <<<"$full")"
@@ -295,4 +313,6 @@ echo "BENCH rps=$rps floor_rps=$floor_rps floor_rps_before=$floor_rps_before" \
   "floor_rps_after=$floor_rps_after ratio=$ratio p99_ms=$(field p99_ms <<<"$full")" \
   "p99_half_ms=$(field p99_ms <<<"$half_result") cpu_us_per_issuance=$cpu_us floor_us=$floor_us" \
   "disk_kib_per_issuance=$disk_kib connections=$conns" \
-  "rss_idle_mib=$(mib "$rss_max") peak_rss_mib=$(mib "$peak") errors=$errors"
+  "rss_idle_mib=$(mib "$rss_max") peak_rss_mib=$(mib "$peak")" \
+  "busy_full_pct=$full_busy steal_full_pct=$full_steal busy_half_pct=$half_busy" \
+  "steal_half_pct=$half_steal errors=$errors"

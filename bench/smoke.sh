@@ -36,6 +36,10 @@ done
 grep -Eq "^  chosen: .*: (64|128|256)$" "$out" || fail "no connection count chosen"
 grep -Eq "^BENCH rps=$num floor_rps=$num floor_rps_before=$num floor_rps_after=$num ratio=$num .* errors=0$" "$out" ||
   fail "no BENCH line with errors=0"
+grep -Eq "^machine: +full speed [0-9]+ % busy, [0-9]+ % stolen; half load [0-9]+ % busy, [0-9]+ % stolen" "$out" ||
+  fail "no machine line in the summary"
+grep -Eq "^BENCH .* busy_full_pct=[0-9]+ steal_full_pct=[0-9]+ busy_half_pct=[0-9]+ steal_half_pct=[0-9]+ " "$out" ||
+  fail "no machine figures in the BENCH line"
 grep -q "idle keep-alive connections: 50 asked, 50 answered /healthz 200, 50 still open" "$out" ||
   fail "the idle connections were not all held open"
 echo "bench/smoke: ok ($n loadgen runs, floor $floor_rps issuances/s)"
