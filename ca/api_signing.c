@@ -13,8 +13,11 @@
  * precertificate) -> final certificate (its TBS correspondence checked before signing) ->
  * signedCertificateEmbeddedSct (v2) / 201 PEM chain (v1). A log failure answers 500 "Error
  * entering certificate in CTL" and no certificate exists (the precertificate is poisoned).
- * Every certificate's audit record is durable before the answer (ca/audit_log.h); with the
- * embedded log it is written while the log commits (record_early), so the two fsyncs overlap.
+ * Every certificate's audit record is durable before the answer (ca/audit_log.h): with the
+ * embedded log attached to the audit log (svc->audit_in_ct) it is stored in the transaction that
+ * logs the precertificate (render_audit, ct_submit_precert_audit), so one fsync covers both;
+ * with a log that answers early otherwise, it is written while the log commits (record_early);
+ * else after the final certificate (deliver).
  * Everything else runs inline on the worker thread.
  */
 #include <event2/buffer.h>
@@ -572,6 +575,24 @@ static void record_early(struct sign_ctx *c)
     free(line);
 }
 
+/* The audit record made from the SCT the embedded log has just signed, stored with the CT entry
+ * (ct_submit_precert_audit): the precertificate's serial, names, key and validity are the final
+ * certificate's, and the SCT is the one it will carry. */
+static char *render_audit(void *arg, const unsigned char *sct, size_t sct_len, size_t *len)
+{
+    struct sign_ctx *c = arg;
+    json_t *sub = json_object_get(c->tok.claims, "sub");
+    audit_entry e = {
+        .cert = c->precert, .p = &c->p, .oidc_issuer = c->tok.iss,
+        .subject = json_string_value(sub), .sct = sct, .sct_len = sct_len,
+        .request_id = request_log_id(c->req),
+    };
+    char *line = audit_record_json(&e);
+    if (line)
+        *len = strlen(line);
+    return line;
+}
+
 /* CT, first steps: precertificate, then hand it to the log; consumes c (now or in on_sct). */
 static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
 {
@@ -595,9 +616,13 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
     /* The stack borrows the certificates; the submitter takes its own references. */
     c->ct_start = metrics_now();
     unsigned char **early = c->svc->audit ? &c->early_sct : NULL;
-    int rc = ok ? ct_submit_precert_early(c->svc->ct, chain, c->base, on_sct, c, early,
-                                          &c->early_sct_len, why, sizeof why)
-                : (snprintf(why, sizeof why, "out of memory"), -1);
+    int carried = c->svc->audit && c->svc->audit_in_ct;
+    int rc = !ok ? (snprintf(why, sizeof why, "out of memory"), -1)
+             : carried ? ct_submit_precert_audit(c->svc->ct, chain, c->base, on_sct, c,
+                                                 render_audit, c, early, &c->early_sct_len, why,
+                                                 sizeof why)
+                       : ct_submit_precert_early(c->svc->ct, chain, c->base, on_sct, c, early,
+                                                 &c->early_sct_len, why, sizeof why);
     sk_X509_free(chain);
     expect_log_done(c); /* submitted, or it never will be */
     if (rc != 0) {
@@ -607,7 +632,9 @@ static void issue_with_ct(struct sign_ctx *c, EVP_PKEY *key)
         fail(c, GRPC_INTERNAL, MSG_CT_LOG, NULL);
         return;
     }
-    if (c->early_sct)
+    if (carried)
+        c->audit_early = AUDIT_EARLY_DURABLE; /* with the entry: on_sct's SCT says so */
+    else if (c->early_sct)
         record_early(c);
 }
 
@@ -708,7 +735,7 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
         ct_submitter_expect(svc->ct);
         c->expects_log = 1;
     }
-    if (svc->audit) {
+    if (svc->audit && !svc->audit_in_ct) {
         audit_log_expect(svc->audit);
         c->expects_audit = 1;
     }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,18 @@
 #include "common/log.h"
 #include "common/metrics.h"
 
+/* Records durable elsewhere (audit_log_append_logged) reach the file's disk this long after the
+ * first of them was written, at most. */
+#define LOGGED_SYNC_MS 100
+/* How much of the file's end audit_log_restore_begin searches for lines already there. */
+#define RESTORE_WINDOW (16u << 20)
+
 struct pending {
     struct pending *next;
     char *line; /* with its newline */
     size_t len;
+    int logged;   /* durable elsewhere: no callback, no sync of its own */
+    uint64_t key; /* its key (audit_log_append_logged) */
     struct event *ev; /* on the caller's base; NULL = call on the writer thread */
     audit_done_cb cb;
     void *arg;
@@ -48,6 +57,12 @@ struct audit_log {
     struct timespec last_sync_at; /* monotonic: when the last batch was synced */
     audit_log_stats stats;
     metric_series *m_records, *m_failures, *m_sync, *m_batch;
+    /* Logged records written and not yet synced (the writer's; dirty_since under mu). */
+    int dirty;
+    struct timespec dirty_since;
+    uint64_t dirty_key;
+    unsigned long dirty_records;
+    _Atomic uint64_t logged_synced; /* 1 + the last logged key synced; 0: none */
 };
 
 static void register_metrics(audit_log *a)
@@ -59,7 +74,8 @@ static void register_metrics(audit_log *a)
         "fulcrum_audit_records_total", "Certificates recorded durably in the audit log", NULL));
     a->m_failures = metric_get0(metrics_counter(
         "fulcrum_audit_failures_total",
-        "Audit records that could not be written or synced (their certificates were withheld)",
+        "Audit records that could not be written or synced (their certificates were withheld, "
+        "or, with the embedded CT log, the records wait there for the next start)",
         NULL));
     a->m_sync = metric_get0(metrics_histogram(
         "fulcrum_audit_sync_seconds", "Time of one audit log batch write and fdatasync", NULL,
@@ -156,6 +172,11 @@ static void on_done_event(evutil_socket_t fd, short what, void *arg)
 
 static void finish(struct pending *p, int ok)
 {
+    if (p->logged) { /* nobody waits for it */
+        free(p->line);
+        free(p);
+        return;
+    }
     p->ok = ok;
     if (p->ev) {
         event_active(p->ev, EV_TIMEOUT, 1);
@@ -262,16 +283,69 @@ void audit_log_expect_done(audit_log *a)
         pthread_cond_signal(&a->cond);
 }
 
+/* Syncs the logged records written since the last sync and publishes the last one's key. */
+static void sync_logged(audit_log *a)
+{
+    double t0 = metrics_now();
+    int ok = fdatasync(a->fd) == 0;
+    int err = errno;
+    metric_observe(a->m_sync, metrics_now() - t0);
+    pthread_mutex_lock(&a->mu);
+    clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
+    unsigned long n = a->dirty_records;
+    if (ok) {
+        atomic_store(&a->logged_synced, a->dirty_key + 1);
+        a->stats.records += n;
+        a->stats.batches++;
+        a->dirty = 0;
+        a->dirty_records = 0;
+    } else {
+        /* Still dirty: tried again at the next deadline; the records stay in the CT log. */
+        clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (ok) {
+        metric_observe(a->m_batch, (double)n);
+        metric_add(a->m_records, n);
+    } else {
+        log_error("audit", "cannot sync the audit log %s: %s; its last %lu record%s stay in the "
+                           "CT log until a sync succeeds",
+                  a->path, strerror(err), n, n == 1 ? "" : "s");
+    }
+}
+
 static void *writer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "audit-writer");
     audit_log *a = arg;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (!a->head && !a->stopping)
-            pthread_cond_wait(&a->cond, &a->mu);
-        if (!a->head && a->stopping)
-            break;
+        /* Idle: logged records written since the last sync are synced LOGGED_SYNC_MS after the
+         * first of them (or at once when stopping). */
+        while (!a->head && !a->stopping) {
+            if (!a->dirty) {
+                pthread_cond_wait(&a->cond, &a->mu);
+                continue;
+            }
+            struct timespec due = ts_add_ms(a->dirty_since, LOGGED_SYNC_MS), now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (!ts_before(now, due))
+                break;
+            pthread_cond_timedwait(&a->cond, &a->mu, &due);
+        }
+        if (!a->head) {
+            if (a->dirty) {
+                pthread_mutex_unlock(&a->mu);
+                sync_logged(a);
+                pthread_mutex_lock(&a->mu);
+                if (a->stopping && a->dirty)
+                    break; /* cannot sync: the records stay in the CT log */
+                continue;
+            }
+            if (a->stopping)
+                break;
+            continue;
+        }
         /* Under load (the first record came within the window after the last sync), gather
          * until batch_deadline; appends after the first do not wake this thread, the last
          * withdrawn announcement does when the deadline moves earlier. */
@@ -293,39 +367,64 @@ static void *writer_main(void *arg)
         a->head = a->tail = NULL;
         pthread_mutex_unlock(&a->mu);
 
-        unsigned long n = 0;
-        for (struct pending *p = batch; p; p = p->next)
+        unsigned long n = 0, n_logged = 0;
+        uint64_t last_key = 0;
+        for (struct pending *p = batch; p; p = p->next) {
             n++;
+            if (p->logged) {
+                n_logged++;
+                last_key = p->key;
+            }
+        }
+        /* Only records durable elsewhere: written now, synced later (sync_logged). */
+        int sync_now = n_logged < n;
         double t0 = metrics_now();
         /* Another process may append to the same file (an overlapping restart): each batch is
          * written under an exclusive flock, so batches never interleave. */
         int locked = flock(a->fd, LOCK_EX) == 0;
         off_t start = lseek(a->fd, 0, SEEK_END);
         int ok = locked && start >= 0 && write_batch(a->fd, batch) == 0 &&
-                 fdatasync(a->fd) == 0;
+                 (!sync_now || fdatasync(a->fd) == 0);
         int err = errno;
         if (!ok && locked && start >= 0 && ftruncate(a->fd, start) == 0)
             fdatasync(a->fd);
         if (locked)
             flock(a->fd, LOCK_UN);
-        if (!ok) {
+        if (!ok && n_logged == n) {
+            log_error("audit", "cannot write %lu record%s to the audit log %s: %s; they are "
+                               "kept in the CT log and written at the next start",
+                      n, n == 1 ? "" : "s", a->path, strerror(err));
+        } else if (!ok) {
             log_error("audit", "cannot write %lu record%s to the audit log %s: %s; their "
                                "certificates are withheld (500)",
-                      n, n == 1 ? "" : "s", a->path, strerror(err));
+                      n - n_logged, n - n_logged == 1 ? "" : "s", a->path, strerror(err));
         }
-        metric_observe(a->m_sync, metrics_now() - t0);
-        if (ok) {
-            metric_observe(a->m_batch, (double)n);
-            metric_add(a->m_records, n);
-        } else {
+        if (sync_now)
+            metric_observe(a->m_sync, metrics_now() - t0);
+        if (ok && sync_now) {
+            metric_observe(a->m_batch, (double)(n + a->dirty_records));
+            metric_add(a->m_records, n + a->dirty_records);
+        } else if (!ok) {
             metric_add(a->m_failures, n);
         }
 
         pthread_mutex_lock(&a->mu);
-        clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
-        if (ok) {
-            a->stats.records += n;
+        if (sync_now)
+            clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
+        if (ok && sync_now) {
+            a->stats.records += n + a->dirty_records;
             a->stats.batches++;
+            /* The sync covered the logged records written before it too. */
+            if (n_logged || a->dirty)
+                atomic_store(&a->logged_synced, (n_logged ? last_key : a->dirty_key) + 1);
+            a->dirty = 0;
+            a->dirty_records = 0;
+        } else if (ok) {
+            if (!a->dirty)
+                clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
+            a->dirty = 1;
+            a->dirty_key = last_key;
+            a->dirty_records += n;
         } else {
             a->stats.failed += n;
         }
@@ -405,6 +504,30 @@ audit_log *audit_log_open(const char *path, char *why, size_t whylen)
     return a;
 }
 
+/* Queues p for the writer; -1 when the log is closing (p is still the caller's). */
+static int enqueue(audit_log *a, struct pending *p)
+{
+    pthread_mutex_lock(&a->mu);
+    if (a->stopping || !a->started) {
+        pthread_mutex_unlock(&a->mu);
+        return -1;
+    }
+    int wake = !a->tail; /* the writer waits for a first record only */
+    if (a->tail) {
+        a->tail->next = p;
+    } else {
+        a->head = p;
+        clock_gettime(CLOCK_MONOTONIC, &a->first_at);
+    }
+    a->tail = p;
+    pthread_mutex_unlock(&a->mu);
+    /* Signalled once the lock is released, so that the writer does not wake only to wait for
+     * it (a second wake-up, ~10 us of a worker's time on a virtual machine). */
+    if (wake)
+        pthread_cond_signal(&a->cond);
+    return 0;
+}
+
 int audit_log_append(audit_log *a, const char *line, struct event_base *base, audit_done_cb cb,
                      void *arg, char *why, size_t whylen)
 {
@@ -433,9 +556,7 @@ int audit_log_append(audit_log *a, const char *line, struct event_base *base, au
     p->len = n + 1;
     p->cb = cb;
     p->arg = arg;
-    pthread_mutex_lock(&a->mu);
-    if (a->stopping || !a->started) {
-        pthread_mutex_unlock(&a->mu);
+    if (enqueue(a, p) != 0) {
         if (p->ev)
             event_free(p->ev);
         free(p->line);
@@ -443,20 +564,129 @@ int audit_log_append(audit_log *a, const char *line, struct event_base *base, au
         snprintf(why, whylen, "the audit log is closing");
         return -1;
     }
-    int wake = !a->tail; /* the writer waits for a first record only */
-    if (a->tail) {
-        a->tail->next = p;
-    } else {
-        a->head = p;
-        clock_gettime(CLOCK_MONOTONIC, &a->first_at);
-    }
-    a->tail = p;
-    pthread_mutex_unlock(&a->mu);
-    /* Signalled once the lock is released, so that the writer does not wake only to wait for
-     * it (a second wake-up, ~10 us of a worker's time on a virtual machine). */
-    if (wake)
-        pthread_cond_signal(&a->cond);
     return 0;
+}
+
+int audit_log_append_logged(audit_log *a, const char *line, size_t len, uint64_t key)
+{
+    struct pending *p = a ? calloc(1, sizeof *p) : NULL;
+    if (p)
+        p->line = malloc(len + 1);
+    if (!p || !p->line) {
+        if (p)
+            free(p->line);
+        free(p);
+        return -1;
+    }
+    memcpy(p->line, line, len);
+    p->line[len] = '\n';
+    p->len = len + 1;
+    p->logged = 1;
+    p->key = key;
+    if (enqueue(a, p) != 0) {
+        free(p->line);
+        free(p);
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t audit_log_logged_synced(audit_log *a)
+{
+    return a ? atomic_load(&a->logged_synced) : 0;
+}
+
+struct audit_restore {
+    audit_log *a;
+    char *tail;       /* the file's last bytes (up to RESTORE_WINDOW) */
+    size_t tail_len;
+    int whole;        /* tail is the whole file */
+    uint64_t last_key;
+    int any;
+    unsigned long appended;
+};
+
+audit_restore *audit_log_restore_begin(audit_log *a, char *why, size_t whylen)
+{
+    audit_restore *r = calloc(1, sizeof *r);
+    int fd = r ? open(a->path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (!r || fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(why, whylen, "cannot read the audit log %.300s: %s", a->path,
+                 r ? strerror(errno) : "out of memory");
+        if (fd >= 0)
+            close(fd);
+        free(r);
+        return NULL;
+    }
+    r->a = a;
+    off_t size = st.st_size;
+    size_t want = size > (off_t)RESTORE_WINDOW ? RESTORE_WINDOW : (size_t)size;
+    r->whole = (off_t)want == size;
+    r->tail = malloc(want + 1);
+    ssize_t got = r->tail ? pread(fd, r->tail, want, size - (off_t)want) : -1;
+    close(fd);
+    if (got != (ssize_t)want) {
+        snprintf(why, whylen, "cannot read the audit log %.300s: %s", a->path,
+                 got < 0 ? strerror(errno) : "short read");
+        free(r->tail);
+        free(r);
+        return NULL;
+    }
+    r->tail_len = want;
+    return r;
+}
+
+/* line (no newline) is a whole line of the tail. */
+static int tail_has(const audit_restore *r, const char *line, size_t len)
+{
+    const char *t = r->tail, *end = r->tail + r->tail_len;
+    while (t < end) {
+        const char *hit = memmem(t, (size_t)(end - t), line, len);
+        if (!hit)
+            return 0;
+        int starts = hit == r->tail ? r->whole : hit[-1] == '\n';
+        if (starts && hit + len < end && hit[len] == '\n')
+            return 1;
+        t = hit + 1;
+    }
+    return 0;
+}
+
+int audit_log_restore_line(audit_restore *r, const char *line, size_t len, uint64_t key)
+{
+    r->last_key = key;
+    r->any = 1;
+    if (tail_has(r, line, len))
+        return 0;
+    struct pending p = {.line = (char *)line, .len = len};
+    char nl = '\n';
+    struct pending q = {.line = &nl, .len = 1};
+    p.next = &q;
+    audit_log *a = r->a;
+    int locked = flock(a->fd, LOCK_EX) == 0;
+    int ok = locked && write_batch(a->fd, &p) == 0;
+    if (locked)
+        flock(a->fd, LOCK_UN);
+    if (!ok)
+        return -1;
+    r->appended++;
+    return 1;
+}
+
+long audit_log_restore_end(audit_restore *r, char *why, size_t whylen)
+{
+    audit_log *a = r->a;
+    long n = (long)r->appended;
+    if (n > 0 && fdatasync(a->fd) != 0) {
+        snprintf(why, whylen, "cannot sync the audit log %.300s: %s", a->path, strerror(errno));
+        n = -1;
+    }
+    if (n >= 0 && r->any)
+        atomic_store(&a->logged_synced, r->last_key + 1);
+    free(r->tail);
+    free(r);
+    return n;
 }
 
 void audit_log_get_stats(audit_log *a, audit_log_stats *out)

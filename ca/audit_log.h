@@ -4,7 +4,10 @@
  *
  * One JSON object per line, appended (O_APPEND, mode 0600) and made durable (fdatasync) BEFORE the
  * certificate is handed to the client: the signing handlers answer from the append's callback, so
- * every certificate a client ever received is in the log, even after a crash or SIGKILL. A record
+ * every certificate a client ever received is in the log, even after a crash or SIGKILL. With
+ * the embedded CT log the record is made durable in the CT entry's transaction instead, and
+ * reaches this file afterwards (audit_log_append_logged, audit_log_restore_*): there the file is
+ * complete once a server has started again on the same state. A record
  * holds no token, PIN or key material: only what the certificate itself shows plus the request id
  * (audit_record_json).
  *
@@ -32,6 +35,7 @@
 #include <event2/event.h>
 #include <openssl/x509.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "oidc/principal.h"
 
@@ -70,6 +74,29 @@ int audit_log_append(audit_log *a, const char *line, struct event_base *base, au
 /* Writes what is queued, stops the writer, unlocks and closes. Call after the server drained: a
  * callback whose base no longer dispatches never runs. NULL-safe. */
 void audit_log_close(audit_log *a);
+
+/* Records made durable elsewhere already: with the embedded CT log, a certificate's record is
+ * stored in its entry's transaction (ct/ct_log.h, ct_log_add_own_precert_audit), and the log
+ * hands the records to this file after each commit. audit_log_append_logged queues one (line
+ * without its newline, copied; key: the CT entry's index, increasing): written in order like
+ * any record, but without a sync of its own and with no callback; the file is synced at most
+ * 100 ms after the first such record written since the last sync, and when the log closes.
+ * audit_log_logged_synced: 1 + the key of the last logged record synced (0: none), for the CT
+ * log to drop what the file now holds. A write that fails is logged and counted; the records
+ * stay in the CT log and reach the file at the next start (audit_log_restore_*), after the
+ * records written since. 0, or -1 (closing, out of memory). Any thread. */
+int audit_log_append_logged(audit_log *a, const char *line, size_t len, uint64_t key);
+uint64_t audit_log_logged_synced(audit_log *a);
+
+/* At start, before any record is appended: the records the CT log still holds (a crash came
+ * between its commit and this file's sync) are appended unless the file's last 16 MiB already
+ * hold the very line, then synced. begin reads that tail (NULL with why); line returns 1
+ * (appended), 0 (already there) or -1 (cannot write); end syncs, makes the last key the synced
+ * one, frees, and returns how many were appended (-1 with why when the sync failed). */
+typedef struct audit_restore audit_restore;
+audit_restore *audit_log_restore_begin(audit_log *a, char *why, size_t whylen);
+int audit_log_restore_line(audit_restore *r, const char *line, size_t len, uint64_t key);
+long audit_log_restore_end(audit_restore *r, char *why, size_t whylen);
 
 typedef struct audit_log_stats {
     unsigned long records; /* records made durable */

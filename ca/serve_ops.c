@@ -50,6 +50,65 @@ int serve_ops_check(const serve_ops_flags *f)
     return 0;
 }
 
+/* ---- the audit records carried by the embedded CT log (ct/ct_log.h) ---- */
+
+static void audit_sink(void *arg, const ct_audit_line *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (audit_log_append_logged(arg, lines[i].line, lines[i].len, lines[i].idx) != 0)
+            log_error("audit", "cannot queue the audit record of CT entry %llu: it stays in the "
+                               "CT log and reaches the audit log at the next start",
+                      (unsigned long long)lines[i].idx);
+}
+
+static uint64_t audit_synced(void *arg) { return audit_log_logged_synced(arg); }
+
+struct restoring {
+    audit_restore *r;
+    int failed;
+};
+
+static int restore_row(void *arg, uint64_t idx, const char *line, size_t len)
+{
+    struct restoring *st = arg;
+    if (audit_log_restore_line(st->r, line, len, idx) < 0) {
+        st->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* With the embedded CT log, each certificate's record is stored in its CT entry's transaction
+ * and written to the file after it (synced every 100 ms): records that a stop kept from the
+ * file are restored first, then the log hands over each commit's records. */
+static int attach_ct(serve_ops *ops, const char *path)
+{
+    char why[768] = "", end_why[768] = "";
+    struct restoring st = {audit_log_restore_begin(ops->audit, why, sizeof why), 0};
+    if (!st.r) {
+        log_error("audit", "%s", why);
+        return -1;
+    }
+    int rc = ct_log_audit_pending(ops->svc->ctlog, restore_row, &st);
+    long n = audit_log_restore_end(st.r, end_why, sizeof end_why);
+    if (rc != 0 || st.failed || n < 0) {
+        log_error("audit", "%s: cannot %s the records the CT log holds for it%s%s", path,
+                  rc != 0 ? "read" : st.failed ? "write" : "sync", n < 0 ? ": " : "",
+                  n < 0 ? end_why : "");
+        return -1;
+    }
+    if (n > 0)
+        log_warn("audit", "audit log %s: %ld record%s kept in the CT log (from a stop before the "
+                          "file was synced) written now",
+                 path, n, n == 1 ? "" : "s");
+    ct_log_set_audit_sink(ops->svc->ctlog, audit_sink, audit_synced, ops->audit);
+    ops->svc->audit_in_ct = 1;
+    log_info("audit", "audit log: %s (one JSON line per certificate, made durable with its CT "
+                      "log entry before the answer; the file is synced every 100 ms)",
+             path);
+    return 0;
+}
+
 static int open_audit(serve_ops *ops, const serve_ops_flags *f, const char *state_dir)
 {
     char path[4200], why[768];
@@ -70,6 +129,8 @@ static int open_audit(serve_ops *ops, const serve_ops_flags *f, const char *stat
     }
     audit_log_set_window(ops->audit, (int)f->group_commit_ms);
     ops->svc->audit = ops->audit;
+    if (ops->svc->ctlog)
+        return attach_ct(ops, path);
     log_info("audit", "audit log: %s (one JSON line per certificate, synced before the answer)",
              path);
     return 0;
@@ -151,6 +212,11 @@ void serve_ops_stop(serve_ops *ops)
         return;
     reloader_stop(ops->reload);
     metrics_server_stop(ops->metrics);
+    if (ops->svc && ops->svc->audit_in_ct) {
+        /* Records committed from now on wait in the CT log for the next start. */
+        ct_log_set_audit_sink(ops->svc->ctlog, NULL, NULL, NULL);
+        ops->svc->audit_in_ct = 0;
+    }
     if (ops->svc) {
         ops->svc->audit = NULL;
         ops->svc->rl_identity = NULL;

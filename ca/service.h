@@ -51,6 +51,9 @@ typedef struct service {
     ct_submitter *ct;          /* NULL = CT off: detached answer without SCT */
     ct_log *ctlog;             /* the embedded log (served under /ct/v1/), or NULL */
     audit_log *audit;          /* NULL = no audit log (borrowed) */
+    /* The embedded CT log carries the audit records (serve_ops attached it to `audit`): a
+     * certificate's record is durable with its CT entry (ct_submit_precert_audit). */
+    int audit_in_ct;
     rate_limiter *rl_identity; /* NULL = no limit (borrowed) */
     rate_limiter *rl_issuer;
     char rl_identity_text[32], rl_issuer_text[32]; /* "10/m", for messages */

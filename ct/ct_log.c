@@ -117,6 +117,7 @@ ct_log *ct_log_open(const ct_log_options *o, char *why, size_t whylen)
     pthread_mutex_init(&log->sth_lock, NULL);
     pthread_mutex_init(&log->cache_lock, NULL);
     pthread_mutex_init(&log->q_lock, NULL);
+    pthread_mutex_init(&log->audit_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -190,6 +191,7 @@ void ct_log_close(ct_log *log)
     ctlog_key_free(log->key);
     pthread_cond_destroy(&log->q_cond);
     pthread_mutex_destroy(&log->q_lock);
+    pthread_mutex_destroy(&log->audit_lock);
     for (size_t i = 0; i < sizeof log->cache / sizeof log->cache[0]; i++)
         X509_free(log->cache[i].cert);
     pthread_mutex_destroy(&log->cache_lock);
@@ -274,7 +276,8 @@ static int find_existing(ct_log *log, const unsigned char dedup[32], unsigned ch
 
 static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_base *base,
                ct_log_add_cb cb, void *arg, unsigned char **early, size_t *early_len,
-               unsigned char *early_hash, char *why, size_t whylen)
+               unsigned char *early_hash, ct_audit_render render, void *render_arg, char *why,
+               size_t whylen)
 {
     ctlog_entry e;
     if (ctlog_chain_check_ex(log->store, flags, chain, &e, why, whylen) != 0)
@@ -309,9 +312,23 @@ static int add(ct_log *log, unsigned flags, STACK_OF(X509) *chain, struct event_
     unsigned char *copy = sct && early ? malloc(sct_len) : NULL;
     if (copy)
         memcpy(copy, sct, sct_len);
-    if (sct && (!early || copy) &&
-        ctlog_writer_submit(log, leaf, leaf_len, e.extra_data, e.extra_len, leaf_hash, e.dedup,
-                            !own, sct, sct_len, base, cb, arg, err, sizeof err) == 0) {
+    /* The certificate's audit line, made from the SCT: stored with the entry. */
+    size_t audit_len = 0;
+    char *audit = sct && render ? render(render_arg, sct, sct_len, &audit_len) : NULL;
+    if (sct && render && !audit) {
+        snprintf(err, sizeof err, "cannot make the certificate's audit record");
+        free(sct);
+        sct = NULL;
+    }
+    int queued = 0;
+    if (sct && (!early || copy)) {
+        queued = ctlog_writer_submit(log, leaf, leaf_len, e.extra_data, e.extra_len, leaf_hash,
+                                     e.dedup, !own, sct, sct_len, audit, audit_len, base, cb,
+                                     arg, err, sizeof err) == 0;
+        audit = NULL; /* taken, queued or not */
+    }
+    free(audit);
+    if (queued) {
         if (early) {
             *early = copy;
             *early_len = sct_len;
@@ -339,14 +356,14 @@ int ct_log_add(ct_log *log, int precert, STACK_OF(X509) *chain, struct event_bas
                ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
     return add(log, precert ? CTLOG_CHECK_PRECERT : 0, chain, base, cb, arg, NULL, NULL, NULL,
-               why, whylen);
+               NULL, NULL, why, whylen);
 }
 
 int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                            ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
     return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, NULL, NULL, NULL,
-               why, whylen);
+               NULL, NULL, why, whylen);
 }
 
 int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
@@ -356,7 +373,51 @@ int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_
     *sct = NULL;
     *sct_len = 0;
     return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, sct, sct_len,
-               leaf_hash, why, whylen);
+               leaf_hash, NULL, NULL, why, whylen);
+}
+
+int ct_log_add_own_precert_audit(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                                 ct_log_add_cb cb, void *arg, ct_audit_render render,
+                                 void *render_arg, unsigned char **sct, size_t *sct_len,
+                                 unsigned char leaf_hash[32], char *why, size_t whylen)
+{
+    *sct = NULL;
+    *sct_len = 0;
+    return add(log, CTLOG_CHECK_PRECERT | CTLOG_CHECK_OWN, chain, base, cb, arg, sct, sct_len,
+               leaf_hash, render, render_arg, why, whylen);
+}
+
+void ct_log_set_audit_sink(ct_log *log, ct_audit_sink sink, ct_audit_synced synced, void *arg)
+{
+    pthread_mutex_lock(&log->audit_lock);
+    log->audit_sink = sink;
+    log->audit_synced = synced;
+    log->audit_sink_arg = arg;
+    pthread_mutex_unlock(&log->audit_lock);
+}
+
+struct pending_ctx {
+    int (*fn)(void *ctx, uint64_t idx, const char *line, size_t len);
+    void *ctx;
+};
+
+static int pending_row(void *arg, uint64_t idx, const void *line, size_t len)
+{
+    struct pending_ctx *p = arg;
+    return p->fn(p->ctx, idx, line, len);
+}
+
+int ct_log_audit_pending(ct_log *log,
+                         int (*fn)(void *ctx, uint64_t idx, const char *line, size_t len),
+                         void *ctx)
+{
+    ctlog_db *db = ctlog_reader_get(log);
+    if (!db)
+        return -1;
+    struct pending_ctx p = {fn, ctx};
+    int rc = ctlog_db_audit_pending(db, pending_row, &p);
+    ctlog_reader_put(log, db);
+    return rc;
 }
 
 int ct_log_key_in_process(const ct_log *log)

@@ -26,6 +26,7 @@
 #include <event2/http.h>
 #include <openssl/x509.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "hsm/signer.h"
 
@@ -91,6 +92,42 @@ int ct_log_add_own_precert(ct_log *log, STACK_OF(X509) *chain, struct event_base
 int ct_log_add_own_precert_sct(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
                                ct_log_add_cb cb, void *arg, unsigned char **sct, size_t *sct_len,
                                unsigned char leaf_hash[32], char *why, size_t whylen);
+
+/* Audit records carried by the log's transactions, for the CA's audit log (ca/audit_log.h): one
+ * durable write for the entry and the record of its certificate.
+ *
+ * ct_log_add_own_precert_audit is ct_log_add_own_precert_sct whose entry carries an audit line:
+ * render (on the caller's thread, after the SCT is signed and before the entry is queued) makes
+ * the line from the SCT, malloc'd, *len its length; the log takes it. A NULL line fails the
+ * submission (out of memory). The line is stored in the entry's transaction (table
+ * audit_pending, keyed by the entry's index), so cb's success means both are durable.
+ *
+ * After each commit the writer hands the batch's lines to the sink set with
+ * ct_log_set_audit_sink, on the writer's thread, in index order, the lines valid during the call
+ * only. synced(arg) says up to where the sink has made them durable elsewhere (the audit file
+ * synced): 1 + that index, 0 for none; the writer asks it at each transaction and deletes those
+ * rows. Set the sink before any submission; ct_log_set_audit_sink(log, NULL, NULL, NULL)
+ * detaches it (it returns once no call to them is running), before the sink's owner goes away.
+ * What is left (a crash between the commit and the file's sync, or lines committed after the
+ * sink was detached) ct_log_audit_pending reads back, in index order, at the next start; fn
+ * returns non-zero to stop. 0 or -1. */
+typedef char *(*ct_audit_render)(void *arg, const unsigned char *sct, size_t sct_len,
+                                 size_t *len);
+int ct_log_add_own_precert_audit(ct_log *log, STACK_OF(X509) *chain, struct event_base *base,
+                                 ct_log_add_cb cb, void *arg, ct_audit_render render,
+                                 void *render_arg, unsigned char **sct, size_t *sct_len,
+                                 unsigned char leaf_hash[32], char *why, size_t whylen);
+typedef struct ct_audit_line {
+    uint64_t idx;
+    const char *line;
+    size_t len;
+} ct_audit_line;
+typedef void (*ct_audit_sink)(void *arg, const ct_audit_line *lines, size_t n);
+typedef uint64_t (*ct_audit_synced)(void *arg);
+void ct_log_set_audit_sink(ct_log *log, ct_audit_sink sink, ct_audit_synced synced, void *arg);
+int ct_log_audit_pending(ct_log *log,
+                         int (*fn)(void *ctx, uint64_t idx, const char *line, size_t len),
+                         void *ctx);
 
 /* Adaptive group commit for a submitter in this process (the CA). ct_log_expect announces a
  * submission on its way (a signing request under way); ct_log_expect_done withdraws it, after the

@@ -61,6 +61,16 @@ int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event
                             ct_submit_cb cb, void *arg, unsigned char **early_sct,
                             size_t *early_len, char *why, size_t whylen);
 
+/* The embedded log only (ct_submitter_carries_audit): ct_submit_precert_early whose entry
+ * carries the certificate's audit line, made by render from the SCT before the entry is queued
+ * and stored in the entry's transaction (ct/ct_log.h, ct_log_add_own_precert_audit): cb's SCT
+ * then means the line is durable too. -1 with why from a submitter that cannot. */
+int ct_submit_precert_audit(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                            ct_submit_cb cb, void *arg, ct_audit_render render,
+                            void *render_arg, unsigned char **early_sct, size_t *early_len,
+                            char *why, size_t whylen);
+int ct_submitter_carries_audit(const ct_submitter *s);
+
 /* Adaptive group commit (ct_log_expect): announces a precertificate on its way, and withdraws the
  * announcement once ct_submit_precert(_early) has returned, or when none will be submitted. Only
  * the embedded log uses it; a no-op for the others. NULL-safe. */

@@ -6,6 +6,7 @@
 #define FULCRUM_CT_LOG_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "ct/ct_log.h"
@@ -59,6 +60,15 @@ struct ct_log {
     int stopping;
     merkle_frontier frontier;
     uint64_t next_sth_ms; /* monotonic ms before which no new STH is signed */
+
+    /* Audit records carried by the log (ct_log_set_audit_sink), guarded by audit_lock (the
+     * writer holds it while it calls them); audit_deleted is the writer's: 1 + the last index
+     * deleted from audit_pending. */
+    pthread_mutex_t audit_lock;
+    ct_audit_sink audit_sink;
+    ct_audit_synced audit_synced;
+    void *audit_sink_arg;
+    uint64_t audit_deleted;
 };
 
 /* Reader connections (ct_log.c). get returns NULL when none can be opened. */
@@ -82,7 +92,7 @@ int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
                         const unsigned char *extra, size_t extra_len,
                         const unsigned char leaf_hash[32], const unsigned char dedup[32],
                         int index_dedup, const unsigned char *sct, size_t sct_len,
-                        struct event_base *base,
+                        char *audit, size_t audit_len, struct event_base *base,
                         ct_log_add_cb cb, void *arg, char *why, size_t whylen);
 
 /* Answers cb on base later (never inline) with this SCT (err NULL) or this error. Returns 0 or

@@ -14,7 +14,7 @@ enum stmt_id {
     S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
     S_LEAF_HASH, S_NODE, S_INSERT_NODE, S_SIZE, S_LATEST_STH, S_INSERT_STH,
     S_ENTRIES, S_FIND_LEAF, S_FIND_DEDUP, S_INSERT_ENTRY, S_INDEX_DEDUP, S_INDEX_LEAF,
-    S_INDEX_COVERED, S_META_GET, S_META_PUT,
+    S_INDEX_COVERED, S_META_GET, S_META_PUT, S_AUDIT_INSERT, S_AUDIT_DELETE, S_AUDIT_PENDING,
     S_COUNT
 };
 
@@ -45,6 +45,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_INDEX_COVERED] = "INSERT OR REPLACE INTO ix.state(k, v) VALUES('covered', ?1)",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [S_META_PUT] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+    [S_AUDIT_INSERT] = "INSERT INTO audit_pending(idx, line) VALUES(?1, ?2)",
+    [S_AUDIT_DELETE] = "DELETE FROM audit_pending WHERE idx <= ?1",
+    [S_AUDIT_PENDING] = "SELECT idx, line FROM audit_pending ORDER BY idx",
 };
 
 static const char schema[] =
@@ -58,6 +61,9 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS sths("
     "  tree_size INTEGER PRIMARY KEY, timestamp INTEGER NOT NULL, root_hash BLOB NOT NULL,"
     "  signature BLOB NOT NULL);"
+    /* Audit records of the CA's own precertificates, durable with their entries until the
+     * audit file has them (ct/ct_log.h, ct_log_set_audit_sink). Older Fulcrums ignore it. */
+    "CREATE TABLE IF NOT EXISTS audit_pending(idx INTEGER PRIMARY KEY, line BLOB NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', x'02');";
 
 /* Schema 1 kept its indexes in the log's database (dedup UNIQUE, an index on leaf_hash): the
@@ -251,7 +257,8 @@ ctlog_db *ctlog_db_open(const char *path, int writer, char *why, size_t whylen)
             continue;
         if (!writer && (i == S_INSERT_NODE || i == S_INSERT_STH || i == S_INSERT_ENTRY ||
                         i == S_INDEX_DEDUP || i == S_INDEX_LEAF || i == S_INDEX_COVERED ||
-                        i == S_META_PUT || i == S_BEGIN_WRITE))
+                        i == S_META_PUT || i == S_BEGIN_WRITE || i == S_AUDIT_INSERT ||
+                        i == S_AUDIT_DELETE))
             continue;
         if (sqlite3_prepare_v3(d->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &d->st[i],
                                NULL) != SQLITE_OK) {
@@ -554,4 +561,41 @@ int ctlog_db_meta_put(ctlog_db *d, const char *key, const unsigned char *val, si
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int ctlog_db_insert_audit(ctlog_db *d, uint64_t idx, const char *line, size_t len)
+{
+    sqlite3_stmt *s = d->st[S_AUDIT_INSERT];
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)idx);
+    sqlite3_bind_blob(s, 2, line, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int ctlog_db_delete_audit(ctlog_db *d, uint64_t upto)
+{
+    sqlite3_stmt *s = d->st[S_AUDIT_DELETE];
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)upto);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int ctlog_db_audit_pending(ctlog_db *d, ctlog_audit_row_fn fn, void *ctx)
+{
+    sqlite3_stmt *s = d->st[S_AUDIT_PENDING];
+    if (!s)
+        return -1;
+    int rc, stop = 0;
+    while (!stop && (rc = sqlite3_step(s)) == SQLITE_ROW)
+        stop = fn(ctx, (uint64_t)sqlite3_column_int64(s, 0), sqlite3_column_blob(s, 1),
+                  (size_t)sqlite3_column_bytes(s, 1));
+    sqlite3_reset(s);
+    return stop || rc == SQLITE_DONE ? 0 : -1;
 }

@@ -99,4 +99,12 @@ int ctlog_db_set_indexed(ctlog_db *db, uint64_t n);
 int ctlog_db_meta_get(ctlog_db *db, const char *key, unsigned char **val, size_t *len);
 int ctlog_db_meta_put(ctlog_db *db, const char *key, const unsigned char *val, size_t len);
 
+/* Audit records carried by the log's transactions (ct_log_set_audit_sink): insert one with its
+ * entry, delete those up to an index once the audit file has them, and read what is left (in
+ * index order; fn returns non-zero to stop). 0 or -1. */
+int ctlog_db_insert_audit(ctlog_db *db, uint64_t idx, const char *line, size_t len);
+int ctlog_db_delete_audit(ctlog_db *db, uint64_t upto);
+typedef int (*ctlog_audit_row_fn)(void *ctx, uint64_t idx, const void *line, size_t len);
+int ctlog_db_audit_pending(ctlog_db *db, ctlog_audit_row_fn fn, void *ctx);
+
 #endif

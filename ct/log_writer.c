@@ -42,6 +42,9 @@ struct ctlog_pending {
     size_t leaf_len, extra_len, sct_len;
     unsigned char leaf_hash[32], dedup[32];
     int index_dedup;
+    char *audit; /* the certificate's audit line (ct_log_add_own_precert_audit), or NULL */
+    size_t audit_len;
+    uint64_t idx; /* the entry's index, once stored */
     /* the answer */
     unsigned char *result;
     size_t result_len;
@@ -66,6 +69,7 @@ static void pending_free(struct ctlog_pending *p)
     free(p->leaf);
     free(p->extra);
     free(p->sct);
+    free(p->audit);
     if (p->result != p->sct)
         free(p->result);
     if (p->ev)
@@ -140,14 +144,17 @@ int ctlog_writer_submit(ct_log *log, const unsigned char *leaf, size_t leaf_len,
                         const unsigned char *extra, size_t extra_len,
                         const unsigned char leaf_hash[32], const unsigned char dedup[32],
                         int index_dedup, const unsigned char *sct, size_t sct_len,
-                        struct event_base *base,
+                        char *audit, size_t audit_len, struct event_base *base,
                         ct_log_add_cb cb, void *arg, char *why, size_t whylen)
 {
     struct ctlog_pending *p = pending_new(base, cb, arg);
     if (!p) {
+        free(audit);
         snprintf(why, whylen, "out of memory");
         return -1;
     }
+    p->audit = audit;
+    p->audit_len = audit_len;
     p->leaf = dup_bytes(leaf, leaf_len);
     p->extra = dup_bytes(extra, extra_len);
     p->sct = dup_bytes(sct, sct_len);
@@ -348,11 +355,27 @@ static int commit_batch(ct_log *log, struct ctlog_pending *batch, ctlog_sth *sth
         snprintf(why, whylen, "cannot begin a transaction: %s", ctlog_db_error(db));
         return -1;
     }
+    /* Audit lines the sink has made durable in the audit file leave the log. */
+    uint64_t synced = 0;
+    pthread_mutex_lock(&log->audit_lock);
+    if (log->audit_synced)
+        synced = log->audit_synced(log->audit_sink_arg);
+    pthread_mutex_unlock(&log->audit_lock);
+    if (synced > log->audit_deleted && ctlog_db_delete_audit(db, synced - 1) != 0) {
+        snprintf(why, whylen, "cannot delete audit records: %s", ctlog_db_error(db));
+        goto fail;
+    }
     for (struct ctlog_pending *p = batch; p; p = p->next) {
-        int r = ctlog_db_insert_entry(db, log->frontier.size, p->leaf, p->leaf_len, p->extra,
-                                      p->extra_len, p->leaf_hash, p->dedup, p->index_dedup,
-                                      p->sct, p->sct_len);
+        uint64_t idx = log->frontier.size;
+        int r = ctlog_db_insert_entry(db, idx, p->leaf, p->leaf_len, p->extra, p->extra_len,
+                                      p->leaf_hash, p->dedup, p->index_dedup, p->sct,
+                                      p->sct_len);
+        if (r == 0 && p->audit && ctlog_db_insert_audit(db, idx, p->audit, p->audit_len) != 0) {
+            snprintf(why, whylen, "cannot store an audit record: %s", ctlog_db_error(db));
+            goto fail;
+        }
         if (r == 0) {
+            p->idx = idx;
             if (merkle_frontier_append(&log->frontier, p->leaf_hash, ctlog_db_insert_node, db) !=
                 0) {
                 snprintf(why, whylen, "cannot store a tree node: %s", ctlog_db_error(db));
@@ -394,6 +417,8 @@ static int commit_batch(ct_log *log, struct ctlog_pending *batch, ctlog_sth *sth
         snprintf(why, whylen, "cannot commit: %s", ctlog_db_error(db));
         goto fail;
     }
+    if (synced > log->audit_deleted)
+        log->audit_deleted = synced;
     return 0;
 fail:
     *sth_made = 0;
@@ -413,13 +438,41 @@ static void run_batch(ct_log *log, struct ctlog_pending *batch, size_t n)
     ctlog_sth sth;
     int sth_made = 0;
     double t0 = metrics_now();
-    if (commit_batch(log, batch, &sth, &sth_made, why, sizeof why) != 0) {
+    int committed = commit_batch(log, batch, &sth, &sth_made, why, sizeof why) == 0;
+    if (!committed) {
         log->frontier = saved;
         log_error("ctlog", "a batch of submissions failed: %s", why);
         for (struct ctlog_pending *p = batch; p; p = p->next)
             snprintf(p->err, sizeof p->err, "the log could not store the entry");
     }
     double took = metrics_now() - t0;
+    /* The batch's audit lines go to the sink after the answers: taken out of the submissions,
+     * which belong to their bases once answered. */
+    ct_audit_line *lines = NULL;
+    char **owned = NULL;
+    size_t nlines = 0;
+    if (committed) {
+        for (struct ctlog_pending *p = batch; p; p = p->next)
+            nlines += p->audit != NULL;
+        lines = nlines ? malloc(nlines * sizeof *lines) : NULL;
+        owned = lines ? malloc(nlines * sizeof *owned) : NULL;
+        if (nlines && !owned) {
+            /* They stay in the log (audit_pending) and reach the file at the next start. */
+            log_error("ctlog", "out of memory: %zu audit record(s) wait in the log for the "
+                               "next start", nlines);
+            free(lines);
+            lines = NULL;
+            nlines = 0;
+        }
+        size_t k = 0;
+        for (struct ctlog_pending *p = batch; p && lines; p = p->next) {
+            if (!p->audit)
+                continue;
+            lines[k] = (ct_audit_line){.idx = p->idx, .line = p->audit, .len = p->audit_len};
+            owned[k++] = p->audit;
+            p->audit = NULL;
+        }
+    }
     /* Durable: answer first, then publish the STH (it only matters to readers). */
     while (batch) {
         struct ctlog_pending *p = batch;
@@ -427,6 +480,17 @@ static void run_batch(ct_log *log, struct ctlog_pending *batch, size_t n)
         p->next = NULL;
         event_active(p->ev, EV_TIMEOUT, 0); /* p belongs to its base from here on */
     }
+    if (nlines) {
+        /* No sink (detached at shutdown): the lines wait in the log for the next start. */
+        pthread_mutex_lock(&log->audit_lock);
+        if (log->audit_sink)
+            log->audit_sink(log->audit_sink_arg, lines, nlines);
+        pthread_mutex_unlock(&log->audit_lock);
+        for (size_t k = 0; k < nlines; k++)
+            free(owned[k]);
+    }
+    free(lines);
+    free(owned);
     if (sth_made) {
         if (publish_sth(log, &sth) != 0)
             log_error("ctlog", "cannot publish an STH: out of memory");

@@ -138,9 +138,42 @@ void ct_submitter_expect_done(ct_submitter *s)
         s->ops->expect(s->impl, -1);
 }
 
+static int submit(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                  ct_submit_cb cb, void *arg, ct_audit_render render, void *render_arg,
+                  unsigned char **early_sct, size_t *early_len, char *why, size_t whylen);
+
 int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
                             ct_submit_cb cb, void *arg, unsigned char **early_sct,
                             size_t *early_len, char *why, size_t whylen)
+{
+    return submit(s, chain, base, cb, arg, NULL, NULL, early_sct, early_len, why, whylen);
+}
+
+int ct_submitter_carries_audit(const ct_submitter *s)
+{
+    return s && s->ops->carries_audit;
+}
+
+int ct_submit_precert_audit(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                            ct_submit_cb cb, void *arg, ct_audit_render render,
+                            void *render_arg, unsigned char **early_sct, size_t *early_len,
+                            char *why, size_t whylen)
+{
+    if (!ct_submitter_carries_audit(s) || !render) {
+        if (early_sct) {
+            *early_sct = NULL;
+            *early_len = 0;
+        }
+        snprintf(why, whylen, "CT submission: this log cannot carry audit records");
+        return -1;
+    }
+    return submit(s, chain, base, cb, arg, render, render_arg, early_sct, early_len, why,
+                  whylen);
+}
+
+static int submit(ct_submitter *s, STACK_OF(X509) *chain, struct event_base *base,
+                  ct_submit_cb cb, void *arg, ct_audit_render render, void *render_arg,
+                  unsigned char **early_sct, size_t *early_len, char *why, size_t whylen)
 {
     if (early_sct) {
         *early_sct = NULL;
@@ -168,6 +201,8 @@ int ct_submit_precert_early(ct_submitter *s, STACK_OF(X509) *chain, struct event
     sub->base = base;
     sub->cb = cb;
     sub->arg = arg;
+    sub->render = render;
+    sub->render_arg = render_arg;
     sub->ev = (struct event *)((char *)sub + EV_OFFSET);
     sub->chain = X509_chain_up_ref(chain);
     if (!sub->chain || event_assign(sub->ev, base, -1, 0, deliver, sub) != 0) {

@@ -38,9 +38,15 @@ static int embedded_submit(void *impl, struct ct_submission *sub, char *why, siz
 {
     struct embedded *e = impl;
     char r[CT_ERR_MAX - 64] = "";
-    if (ct_log_add_own_precert_sct(e->log, sub->chain, sub->base, on_added, sub,
-                                   &sub->early_sct, &sub->early_sct_len, sub->early_leaf_hash, r,
-                                   sizeof r) != 0) {
+    int rc = sub->render
+                 ? ct_log_add_own_precert_audit(e->log, sub->chain, sub->base, on_added, sub,
+                                                sub->render, sub->render_arg, &sub->early_sct,
+                                                &sub->early_sct_len, sub->early_leaf_hash, r,
+                                                sizeof r)
+                 : ct_log_add_own_precert_sct(e->log, sub->chain, sub->base, on_added, sub,
+                                              &sub->early_sct, &sub->early_sct_len,
+                                              sub->early_leaf_hash, r, sizeof r);
+    if (rc != 0) {
         snprintf(why, whylen, "the embedded log refused the precertificate chain: %s",
                  *r ? r : "no reason given");
         return -1;
@@ -73,6 +79,7 @@ static const struct ct_submitter_ops embedded_ops = {
     .submit = embedded_submit,
     .destroy = embedded_destroy,
     .expect = embedded_expect,
+    .carries_audit = 1,
 };
 
 ct_submitter *ct_submitter_embedded(ct_log *log, char *why, size_t whylen)

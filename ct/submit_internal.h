@@ -36,6 +36,10 @@ struct ct_submission {
     size_t early_own_len;
     unsigned char early_own_sct[256];
     unsigned char early_leaf_hash[32];
+    /* ct_submit_precert_audit: the audit line's maker (the embedded log stores the line with
+     * the entry), or NULL. */
+    ct_audit_render render;
+    void *render_arg;
 };
 
 struct ct_submitter_ops {
@@ -45,6 +49,8 @@ struct ct_submitter_ops {
     void (*destroy)(void *impl);
     /* Optional: ct_submitter_expect (delta +1) and ct_submitter_expect_done (-1). */
     void (*expect)(void *impl, int delta);
+    /* The backend stores audit lines with its entries (ct_submit_precert_audit). */
+    int carries_audit;
 };
 
 struct ct_submitter {
