@@ -161,9 +161,11 @@ static int answer_times(const int *fds, const int *idx, int n, double *at, doubl
 
 int main(void)
 {
-    char dir[] = "/tmp/fulcrum-reply-order-XXXXXX";
+    char dir[512];
+    const char *t = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/fulcrum-reply-order-XXXXXX", t && *t ? t : "/tmp");
     CHECK(mkdtemp(dir) != NULL, "temp dir");
-    char port_file[512];
+    char port_file[600];
     snprintf(port_file, sizeof port_file, "%s/port", dir);
     pid_t pid = fork();
     if (pid == 0)
