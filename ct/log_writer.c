@@ -448,28 +448,23 @@ static void run_batch(ct_log *log, struct ctlog_pending *batch, size_t n)
     double took = metrics_now() - t0;
     /* The batch's audit lines go to the sink after the answers: taken out of the submissions,
      * which belong to their bases once answered. */
-    ct_audit_line *lines = NULL;
-    char **owned = NULL;
+    ct_audit_line *lines = NULL; /* each line is the submission's, now owned here */
     size_t nlines = 0;
     if (committed) {
         for (struct ctlog_pending *p = batch; p; p = p->next)
             nlines += p->audit != NULL;
         lines = nlines ? malloc(nlines * sizeof *lines) : NULL;
-        owned = lines ? malloc(nlines * sizeof *owned) : NULL;
-        if (nlines && !owned) {
+        if (nlines && !lines) {
             /* They stay in the log (audit_pending) and reach the file at the next start. */
             log_error("ctlog", "out of memory: %zu audit record(s) wait in the log for the "
                                "next start", nlines);
-            free(lines);
-            lines = NULL;
             nlines = 0;
         }
         size_t k = 0;
         for (struct ctlog_pending *p = batch; p && lines; p = p->next) {
             if (!p->audit)
                 continue;
-            lines[k] = (ct_audit_line){.idx = p->idx, .line = p->audit, .len = p->audit_len};
-            owned[k++] = p->audit;
+            lines[k++] = (ct_audit_line){.idx = p->idx, .line = p->audit, .len = p->audit_len};
             p->audit = NULL;
         }
     }
@@ -487,10 +482,9 @@ static void run_batch(ct_log *log, struct ctlog_pending *batch, size_t n)
             log->audit_sink(log->audit_sink_arg, lines, nlines);
         pthread_mutex_unlock(&log->audit_lock);
         for (size_t k = 0; k < nlines; k++)
-            free(owned[k]);
+            free((char *)lines[k].line);
     }
     free(lines);
-    free(owned);
     if (sth_made) {
         if (publish_sth(log, &sth) != 0)
             log_error("ctlog", "cannot publish an STH: out of memory");
