@@ -63,6 +63,9 @@ struct audit_log {
     uint64_t dirty_key;
     unsigned long dirty_records;
     _Atomic uint64_t logged_synced; /* 1 + the last logged key synced; 0: none */
+    /* The first logged key whose write failed (UINT64_MAX: none): what is reported synced never
+     * passes it, so the CT log keeps that record (and those after) for the next start. */
+    _Atomic uint64_t logged_cap;
 };
 
 static void register_metrics(audit_log *a)
@@ -368,11 +371,12 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&a->mu);
 
         unsigned long n = 0, n_logged = 0;
-        uint64_t last_key = 0;
+        uint64_t first_key = 0, last_key = 0;
         for (struct pending *p = batch; p; p = p->next) {
             n++;
             if (p->logged) {
-                n_logged++;
+                if (!n_logged++)
+                    first_key = p->key;
                 last_key = p->key;
             }
         }
@@ -427,6 +431,8 @@ static void *writer_main(void *arg)
             a->dirty_records += n;
         } else {
             a->stats.failed += n;
+            if (n_logged && first_key < atomic_load(&a->logged_cap))
+                atomic_store(&a->logged_cap, first_key);
         }
         pthread_mutex_unlock(&a->mu);
         while (batch) {
@@ -458,6 +464,7 @@ audit_log *audit_log_open(const char *path, char *why, size_t whylen)
         return NULL;
     }
     snprintf(a->path, sizeof a->path, "%s", path);
+    atomic_store(&a->logged_cap, UINT64_MAX);
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -593,7 +600,10 @@ int audit_log_append_logged(audit_log *a, const char *line, size_t len, uint64_t
 
 uint64_t audit_log_logged_synced(audit_log *a)
 {
-    return a ? atomic_load(&a->logged_synced) : 0;
+    if (!a)
+        return 0;
+    uint64_t synced = atomic_load(&a->logged_synced), cap = atomic_load(&a->logged_cap);
+    return synced < cap ? synced : cap;
 }
 
 struct audit_restore {

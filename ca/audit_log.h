@@ -82,9 +82,10 @@ void audit_log_close(audit_log *a);
  * any record, but without a sync of its own and with no callback; the file is synced at most
  * 100 ms after the first such record written since the last sync, and when the log closes.
  * audit_log_logged_synced: 1 + the key of the last logged record synced (0: none), for the CT
- * log to drop what the file now holds. A write that fails is logged and counted; the records
- * stay in the CT log and reach the file at the next start (audit_log_restore_*), after the
- * records written since. 0, or -1 (closing, out of memory). Any thread. */
+ * log to drop what the file now holds. A write that fails is logged and counted, and what is
+ * reported synced stops before its first record for good: the records from there on stay in the
+ * CT log and reach the file at the next start (audit_log_restore_*; those already in the file
+ * are skipped). 0, or -1 (closing, out of memory). Any thread. */
 int audit_log_append_logged(audit_log *a, const char *line, size_t len, uint64_t key);
 uint64_t audit_log_logged_synced(audit_log *a);
 

@@ -11,6 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,6 +538,52 @@ static void test_logged(void)
     free(text);
 }
 
+/* A logged record whose write failed is never reported synced, nor is anything after it, even
+ * once later ones are written and synced: the CT log keeps them all for the next start. The
+ * failure: a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored: write fails with EFBIG). */
+static void test_logged_failure(void)
+{
+    char path[512], why[256] = "";
+    snprintf(path, sizeof path, "%s/logged-fail.log", g_dir);
+    audit_log *a = audit_log_open(path, why, sizeof why);
+    CHECK(a != NULL, "open: %s", why);
+    if (!a)
+        return;
+    struct rlimit old, small = {.rlim_cur = 20, .rlim_max = RLIM_INFINITY};
+    getrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "a 20-byte file size limit");
+    CHECK(audit_log_append_logged(a, "{\"k\":1}", 7, 1) == 0, "key 1 queued");
+    for (int i = 0; i < 500 && audit_log_logged_synced(a) != 2; i++)
+        usleep(10000);
+    CHECK(audit_log_logged_synced(a) == 2, "key 1 synced (%llu)",
+          (unsigned long long)audit_log_logged_synced(a));
+    static const char long_line[] = "{\"k\":2,\"pad\":\"xxxxxxxxxxxxxxx\"}";
+    CHECK(audit_log_append_logged(a, long_line, strlen(long_line), 2) == 0,
+          "key 2 queued (too long for the limit)");
+    audit_log_stats st = {0};
+    for (int i = 0; i < 500 && st.failed == 0; i++) {
+        usleep(10000);
+        audit_log_get_stats(a, &st);
+    }
+    CHECK(st.failed == 1, "key 2's write failed (%lu)", st.failed);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK(audit_log_append_logged(a, "{\"k\":3}", 7, 3) == 0, "key 3 queued");
+    for (int i = 0; i < 500 && st.records < 2; i++) {
+        usleep(10000);
+        audit_log_get_stats(a, &st);
+    }
+    CHECK(st.records == 2, "key 3 written and synced (%lu records)", st.records);
+    CHECK(audit_log_logged_synced(a) == 2,
+          "reported synced stops before the failed key 2 (%llu, want 2)",
+          (unsigned long long)audit_log_logged_synced(a));
+    audit_log_close(a);
+    char *text = slurp(path, NULL);
+    CHECK_STREQ(text, "{\"k\":1}\n{\"k\":3}\n", "the failed write left nothing behind");
+    free(text);
+    signal(SIGXFSZ, SIG_DFL);
+}
+
 /* ---- write failure ---- */
 
 static void test_failure(void)
@@ -672,6 +720,7 @@ int main(void)
     test_torn_tail();
     test_failure();
     test_logged();
+    test_logged_failure();
     test_record();
     rm_rf(g_dir);
     CHECK_MAIN_END();
