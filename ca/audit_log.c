@@ -21,9 +21,12 @@
 #include "common/log.h"
 #include "common/metrics.h"
 
-/* Records durable elsewhere (audit_log_append_logged) reach the file's disk this long after the
- * first of them was written, at most. */
+/* Records durable elsewhere (audit_log_append_logged) are gathered in memory and reach the
+ * file's disk together, this long after the first of them was queued at most (plus the time of
+ * the write and the sync) ... */
 #define LOGGED_SYNC_MS 100
+/* ... or once this many are queued. */
+#define LOGGED_BATCH_MAX 1024
 /* How much of the file's end audit_log_restore_begin searches for lines already there. */
 #define RESTORE_WINDOW (16u << 20)
 
@@ -57,11 +60,11 @@ struct audit_log {
     struct timespec last_sync_at; /* monotonic: when the last batch was synced */
     audit_log_stats stats;
     metric_series *m_records, *m_failures, *m_sync, *m_batch;
-    /* Logged records written and not yet synced (the writer's; dirty_since under mu). */
-    int dirty;
-    struct timespec dirty_since;
-    uint64_t dirty_key;
-    unsigned long dirty_records;
+    /* Queued records with a caller waiting (audit_log_append), and queued logged ones: only
+     * the first of the former wakes the writer; the latter wait for LOGGED_SYNC_MS, or for
+     * LOGGED_BATCH_MAX of them, or for the former. */
+    unsigned long queued_waited, queued_logged;
+    int idle; /* the writer waits with nothing queued (and no deadline) */
     _Atomic uint64_t logged_synced; /* 1 + the last logged key synced; 0: none */
     /* The first logged key whose write failed (UINT64_MAX: none): what is reported synced never
      * passes it, so the CT log keeps that record (and those after) for the next start. */
@@ -286,65 +289,29 @@ void audit_log_expect_done(audit_log *a)
         pthread_cond_signal(&a->cond);
 }
 
-/* Syncs the logged records written since the last sync and publishes the last one's key. */
-static void sync_logged(audit_log *a)
-{
-    double t0 = metrics_now();
-    int ok = fdatasync(a->fd) == 0;
-    int err = errno;
-    metric_observe(a->m_sync, metrics_now() - t0);
-    pthread_mutex_lock(&a->mu);
-    clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
-    unsigned long n = a->dirty_records;
-    if (ok) {
-        atomic_store(&a->logged_synced, a->dirty_key + 1);
-        a->stats.records += n;
-        a->stats.batches++;
-        a->dirty = 0;
-        a->dirty_records = 0;
-    } else {
-        /* Still dirty: tried again at the next deadline; the records stay in the CT log. */
-        clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
-    }
-    pthread_mutex_unlock(&a->mu);
-    if (ok) {
-        metric_observe(a->m_batch, (double)n);
-        metric_add(a->m_records, n);
-    } else {
-        log_error("audit", "cannot sync the audit log %s: %s; its last %lu record%s stay in the "
-                           "CT log until a sync succeeds",
-                  a->path, strerror(err), n, n == 1 ? "" : "s");
-    }
-}
-
 static void *writer_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "audit-writer");
     audit_log *a = arg;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        /* Idle: logged records written since the last sync are synced LOGGED_SYNC_MS after the
-         * first of them (or at once when stopping). */
-        while (!a->head && !a->stopping) {
-            if (!a->dirty) {
+        /* Wait for a record with a caller waiting, or for the logged ones' deadline (their
+         * appends do not wake this thread, but for the first into an idle one and the
+         * LOGGED_BATCH_MAX-th), or for the close (then everything queued is written). */
+        while (!a->stopping && !a->queued_waited && a->queued_logged < LOGGED_BATCH_MAX) {
+            if (!a->head) {
+                a->idle = 1;
                 pthread_cond_wait(&a->cond, &a->mu);
+                a->idle = 0;
                 continue;
             }
-            struct timespec due = ts_add_ms(a->dirty_since, LOGGED_SYNC_MS), now;
+            struct timespec due = ts_add_ms(a->first_at, LOGGED_SYNC_MS), now;
             clock_gettime(CLOCK_MONOTONIC, &now);
             if (!ts_before(now, due))
                 break;
             pthread_cond_timedwait(&a->cond, &a->mu, &due);
         }
         if (!a->head) {
-            if (a->dirty) {
-                pthread_mutex_unlock(&a->mu);
-                sync_logged(a);
-                pthread_mutex_lock(&a->mu);
-                if (a->stopping && a->dirty)
-                    break; /* cannot sync: the records stay in the CT log */
-                continue;
-            }
             if (a->stopping)
                 break;
             continue;
@@ -352,7 +319,8 @@ static void *writer_main(void *arg)
         /* Under load (the first record came within the window after the last sync), gather
          * until batch_deadline; appends after the first do not wake this thread, the last
          * withdrawn announcement does when the deadline moves earlier. */
-        if (a->window_ms > 0 && ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
+        if (a->queued_waited && a->window_ms > 0 &&
+            ts_before(a->first_at, ts_add_ms(a->last_sync_at, a->window_ms))) {
             for (;;) {
                 struct timespec until = batch_deadline(a), now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
@@ -368,6 +336,7 @@ static void *writer_main(void *arg)
         }
         struct pending *batch = a->head;
         a->head = a->tail = NULL;
+        a->queued_waited = a->queued_logged = 0;
         pthread_mutex_unlock(&a->mu);
 
         unsigned long n = 0, n_logged = 0;
@@ -380,15 +349,12 @@ static void *writer_main(void *arg)
                 last_key = p->key;
             }
         }
-        /* Only records durable elsewhere: written now, synced later (sync_logged). */
-        int sync_now = n_logged < n;
         double t0 = metrics_now();
         /* Another process may append to the same file (an overlapping restart): each batch is
          * written under an exclusive flock, so batches never interleave. */
         int locked = flock(a->fd, LOCK_EX) == 0;
         off_t start = lseek(a->fd, 0, SEEK_END);
-        int ok = locked && start >= 0 && write_batch(a->fd, batch) == 0 &&
-                 (!sync_now || fdatasync(a->fd) == 0);
+        int ok = locked && start >= 0 && write_batch(a->fd, batch) == 0 && fdatasync(a->fd) == 0;
         int err = errno;
         if (!ok && locked && start >= 0 && ftruncate(a->fd, start) == 0)
             fdatasync(a->fd);
@@ -403,32 +369,21 @@ static void *writer_main(void *arg)
                                "certificates are withheld (500)",
                       n - n_logged, n - n_logged == 1 ? "" : "s", a->path, strerror(err));
         }
-        if (sync_now)
-            metric_observe(a->m_sync, metrics_now() - t0);
-        if (ok && sync_now) {
-            metric_observe(a->m_batch, (double)(n + a->dirty_records));
-            metric_add(a->m_records, n + a->dirty_records);
-        } else if (!ok) {
+        metric_observe(a->m_sync, metrics_now() - t0);
+        if (ok) {
+            metric_observe(a->m_batch, (double)n);
+            metric_add(a->m_records, n);
+        } else {
             metric_add(a->m_failures, n);
         }
 
         pthread_mutex_lock(&a->mu);
-        if (sync_now)
-            clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
-        if (ok && sync_now) {
-            a->stats.records += n + a->dirty_records;
+        clock_gettime(CLOCK_MONOTONIC, &a->last_sync_at);
+        if (ok) {
+            a->stats.records += n;
             a->stats.batches++;
-            /* The sync covered the logged records written before it too. */
-            if (n_logged || a->dirty)
-                atomic_store(&a->logged_synced, (n_logged ? last_key : a->dirty_key) + 1);
-            a->dirty = 0;
-            a->dirty_records = 0;
-        } else if (ok) {
-            if (!a->dirty)
-                clock_gettime(CLOCK_MONOTONIC, &a->dirty_since);
-            a->dirty = 1;
-            a->dirty_key = last_key;
-            a->dirty_records += n;
+            if (n_logged)
+                atomic_store(&a->logged_synced, last_key + 1);
         } else {
             a->stats.failed += n;
             if (n_logged && first_key < atomic_load(&a->logged_cap))
@@ -519,7 +474,15 @@ static int enqueue(audit_log *a, struct pending *p)
         pthread_mutex_unlock(&a->mu);
         return -1;
     }
-    int wake = !a->tail; /* the writer waits for a first record only */
+    /* The writer waits for the first record with a caller waiting; logged records wait for
+     * their deadline (writer_main) and wake it only when it has none or when they fill a batch. */
+    int wake;
+    if (p->logged) {
+        wake = ++a->queued_logged == LOGGED_BATCH_MAX || a->idle;
+        a->idle = 0; /* one wake-up is enough */
+    } else {
+        wake = a->queued_waited++ == 0;
+    }
     if (a->tail) {
         a->tail->next = p;
     } else {

@@ -78,9 +78,10 @@ void audit_log_close(audit_log *a);
 /* Records made durable elsewhere already: with the embedded CT log, a certificate's record is
  * stored in its entry's transaction (ct/ct_log.h, ct_log_add_own_precert_audit), and the log
  * hands the records to this file after each commit. audit_log_append_logged queues one (line
- * without its newline, copied; key: the CT entry's index, increasing): written in order like
- * any record, but without a sync of its own and with no callback; the file is synced at most
- * 100 ms after the first such record written since the last sync, and when the log closes.
+ * without its newline, copied; key: the CT entry's index, increasing), with no callback. Such
+ * records do not wake the writer thread one by one: they gather in memory and are written, in
+ * order, and synced together at most 100 ms after the first of them was queued (sooner once
+ * 1024 wait, or with a record appended meanwhile by audit_log_append), and when the log closes.
  * audit_log_logged_synced: 1 + the key of the last logged record synced (0: none), for the CT
  * log to drop what the file now holds. A write that fails is logged and counted, and what is
  * reported synced stops before its first record for good: the records from there on stay in the

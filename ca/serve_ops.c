@@ -79,7 +79,7 @@ static int restore_row(void *arg, uint64_t idx, const char *line, size_t len)
 }
 
 /* With the embedded CT log, each certificate's record is stored in its CT entry's transaction
- * and written to the file after it (synced every 100 ms): records that a stop kept from the
+ * and written to the file after it (within 100 ms): records that a stop kept from the
  * file are restored first, then the log hands over each commit's records. */
 static int attach_ct(serve_ops *ops, const char *path)
 {
@@ -104,7 +104,7 @@ static int attach_ct(serve_ops *ops, const char *path)
     ct_log_set_audit_sink(ops->svc->ctlog, audit_sink, audit_synced, ops->audit);
     ops->svc->audit_in_ct = 1;
     log_info("audit", "audit log: %s (one JSON line per certificate, made durable with its CT "
-                      "log entry before the answer; the file is synced every 100 ms)",
+                      "log entry before the answer, then written to the file with the others of 100 ms at most)",
              path);
     return 0;
 }
