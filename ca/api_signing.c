@@ -19,6 +19,11 @@
  * with a log that answers early otherwise, it is written while the log commits (record_early);
  * else after the final certificate (deliver).
  * Everything else runs inline on the worker thread.
+ *
+ * Work sharing (ca/http_server.h): a request read by a worker that has other events ready is
+ * handed, once its token is parsed, to an idle worker if there is one (hand_over); its work and
+ * its asynchronous steps then run there (c->base), and its answer, with what the request log
+ * must know, goes back to the worker that owns the connection (c->home, struct home_answer).
  */
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -81,6 +86,30 @@ struct sign_ctx {
     int answered;             /* an error went out while the record was pending */
     /* Announced to the CT log and the audit log (adaptive group commit), until withdrawn. */
     int expects_log, expects_audit;
+    char request_id[136]; /* request_log_id's, copied: the request log is the home worker's */
+    /* Handed to another worker (hand_over): the base that owns the connection, and the answer
+     * made ready for it there; NULL when the request runs where it was read. */
+    struct event_base *home;
+    struct home_answer *ans;
+    struct event *start_ev; /* on base: runs the request there */
+    const char *reason;     /* set_reason's, until the answer takes it home */
+    char retry_after[24];
+};
+
+/* An answer made on another worker than the one that owns the connection: everything that
+ * touches the request is done on the owner's thread (on_home_answer). */
+struct home_answer {
+    struct evhttp_request *req;
+    struct event *ev;      /* on the home base */
+    int error;             /* 1: api_reply_error(code, msg, why); 0: http_reply(status, ...) */
+    enum grpc_code code;
+    char *msg, *why;
+    int status;
+    const char *type;      /* a string literal */
+    char *body;
+    size_t len;
+    const char *reason;    /* for the request log (a string literal), or NULL */
+    char retry_after[24];  /* a Retry-After header's value, or "" */
 };
 
 /* An answer waiting for its audit record to be durable, or (error set) an error answer waiting
@@ -143,6 +172,10 @@ static void ctx_free(struct sign_ctx *c)
     X509_free(c->precert);
     service_snapshot_release(c->snap);
     free(c->early_sct);
+    if (c->ans) { /* never answered through it (cannot happen: every path answers) */
+        event_free(c->ans->ev);
+        free(c->ans);
+    }
     if (c->held) {
         free(c->held->body);
         free(c->held->msg);
@@ -150,6 +183,77 @@ static void ctx_free(struct sign_ctx *c)
         free(c->held);
     }
     free(c);
+}
+
+/* Runs on the home worker: what the request log must know, then the answer. */
+static void on_home_answer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct home_answer *a = arg;
+    if (a->reason)
+        request_log_set_reason(a->req, a->reason);
+    if (a->retry_after[0])
+        evhttp_add_header(evhttp_request_get_output_headers(a->req), "Retry-After",
+                          a->retry_after);
+    if (a->error)
+        api_reply_error(a->req, a->code, a->msg ? a->msg : "out of memory", a->why);
+    else
+        http_reply(a->req, a->status, a->type, a->body, a->len);
+    event_free(a->ev);
+    free(a->msg);
+    free(a->why);
+    free(a->body);
+    free(a);
+}
+
+/* Sends c's one answer home (hand_over made c->ans). An error without a message (out of memory
+ * for a copy) goes out as a 500 "out of memory" (on_home_answer). */
+static void answer_home(struct sign_ctx *c, struct home_answer *fill)
+{
+    struct home_answer *a = c->ans;
+    c->ans = NULL;
+    fill->req = a->req;
+    fill->ev = a->ev;
+    fill->reason = c->reason;
+    snprintf(fill->retry_after, sizeof fill->retry_after, "%s", c->retry_after);
+    *a = *fill;
+    event_active(a->ev, EV_TIMEOUT, 0);
+}
+
+static void reply_error(struct sign_ctx *c, enum grpc_code code, const char *msg, const char *why)
+{
+    if (!c->home) {
+        api_reply_error(c->req, code, msg, why);
+        return;
+    }
+    struct home_answer f = {.error = 1, .code = code, .msg = msg ? strdup(msg) : NULL,
+                            .why = why ? strdup(why) : NULL};
+    answer_home(c, &f);
+}
+
+static void reply_body(struct sign_ctx *c, int status, const char *type, const char *body,
+                       size_t len)
+{
+    if (!c->home) {
+        http_reply(c->req, status, type, body, len);
+        return;
+    }
+    struct home_answer f = {.status = status, .type = type, .body = malloc(len ? len : 1),
+                            .len = len};
+    if (f.body)
+        memcpy(f.body, body, len);
+    else
+        f = (struct home_answer){.error = 1, .code = GRPC_INTERNAL}; /* "out of memory" */
+    answer_home(c, &f);
+}
+
+/* Why the request is refused, for the request log (the first one set stays). */
+static void set_reason(struct sign_ctx *c, const char *reason)
+{
+    if (!c->home)
+        request_log_set_reason(c->req, reason);
+    else if (!c->reason)
+        c->reason = reason;
 }
 
 static void fail(struct sign_ctx *c, enum grpc_code code, const char *msg, const char *why)
@@ -166,11 +270,11 @@ static void fail(struct sign_ctx *c, enum grpc_code code, const char *msg, const
             c->held = d;
             return;
         }
-        api_reply_error(c->req, code, msg, why); /* out of memory: answer now */
+        reply_error(c, code, msg, why); /* out of memory: answer now */
         c->answered = 1;
         return;
     }
-    api_reply_error(c->req, code, msg, why);
+    reply_error(c, code, msg, why);
     ctx_free(c);
 }
 
@@ -249,7 +353,7 @@ static void lookup_keys(struct sign_ctx *c)
 static void send_certificate(struct sign_ctx *c, int status, const char *type, const char *body,
                              size_t len)
 {
-    http_reply(c->req, status, type, body, len);
+    reply_body(c, status, type, body, len);
     metric_inc(g_new_certs);
     ctx_free(c);
 }
@@ -270,7 +374,7 @@ static void on_audited(void *arg, int ok)
 
 static void fail_audit(struct sign_ctx *c)
 {
-    request_log_set_reason(c->req, "audit_log");
+    set_reason(c, "audit_log");
     fail(c, GRPC_INTERNAL, MSG_CA_BACKEND, "the certificate could not be recorded in the audit log");
 }
 
@@ -325,7 +429,7 @@ static void deliver(struct sign_ctx *c, X509 *cert, int status, const char *type
     json_t *sub = json_object_get(c->tok.claims, "sub");
     audit_entry e = {
         .cert = cert, .p = &c->p, .oidc_issuer = c->tok.iss, .subject = json_string_value(sub),
-        .sct = c->sct, .sct_len = c->sct_len, .request_id = request_log_id(c->req),
+        .sct = c->sct, .sct_len = c->sct_len, .request_id = c->request_id,
     };
     char *line = audit_record_json(&e);
     struct delivery *d = line ? calloc(1, sizeof *d) : NULL;
@@ -518,9 +622,20 @@ static void issue_for(struct sign_ctx *c, const principal *p)
  * the submitter (OpenSSL's SCT_validate) -> the final certificate, whose TBS without the SCT list
  * is checked to be the precertificate's TBS without the poison, i.e. the very bytes the SCT
  * signs (so it verifies for the final certificate as clients check it) -> the answer. */
+static void on_sct_work(struct sign_ctx *c, const unsigned char *sct, size_t sct_len,
+                        const char *err);
+
+/* The worker counts as busy while it makes the final certificate (http_worker_claim_idle). */
 static void on_sct(void *arg, const unsigned char *sct, size_t sct_len, const char *err)
 {
-    struct sign_ctx *c = arg;
+    http_worker_section_begin();
+    on_sct_work(arg, sct, sct_len, err);
+    http_worker_section_end();
+}
+
+static void on_sct_work(struct sign_ctx *c, const unsigned char *sct, size_t sct_len,
+                        const char *err)
+{
     char why[768] = "";
     metric_observe(g_ct_seconds, metrics_now() - c->ct_start);
     atomic_store(&c->svc->ct_failing, sct == NULL);
@@ -562,7 +677,7 @@ static void record_early(struct sign_ctx *c)
     audit_entry e = {
         .cert = c->precert, .p = &c->p, .oidc_issuer = c->tok.iss,
         .subject = json_string_value(sub), .sct = c->early_sct, .sct_len = c->early_sct_len,
-        .request_id = request_log_id(c->req),
+        .request_id = c->request_id,
     };
     char *line = audit_record_json(&e);
     if (line && audit_log_append(c->svc->audit, line, c->base, on_audit_early, c, why,
@@ -585,7 +700,7 @@ static char *render_audit(void *arg, const unsigned char *sct, size_t sct_len, s
     audit_entry e = {
         .cert = c->precert, .p = &c->p, .oidc_issuer = c->tok.iss,
         .subject = json_string_value(sub), .sct = sct, .sct_len = sct_len,
-        .request_id = request_log_id(c->req),
+        .request_id = c->request_id,
     };
     char *line = audit_record_json(&e);
     if (line)
@@ -673,8 +788,11 @@ static int within_rate_limits(struct sign_ctx *c)
                  "issuer %.300s is over its limit of %s (--rate-limit-issuer); retry in %ld s",
                  c->tok.iss, limit, retry);
     snprintf(secs, sizeof secs, "%ld", retry);
-    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", secs);
-    request_log_set_reason(c->req, reason);
+    if (c->home)
+        snprintf(c->retry_after, sizeof c->retry_after, "%s", secs);
+    else
+        evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", secs);
+    set_reason(c, reason);
     fail(c, GRPC_RESOURCE_EXHAUSTED, MSG_RATE_LIMITED, detail);
     return 0;
 }
@@ -715,6 +833,44 @@ static void continue_with_keys(struct sign_ctx *c, oidc_jwk_set *keys)
     issue_for(c, &c->p);
 }
 
+/* On the worker c was handed to: the request's work from the key lookup on; that worker
+ * counted as busy from its claim until here. */
+static void on_start(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct sign_ctx *c = arg;
+    event_free(c->start_ev);
+    c->start_ev = NULL;
+    lookup_keys(c);
+    http_worker_section_end();
+}
+
+/* Moves c's work to the claimed worker `to` (http_worker_claim_idle); its answer comes back
+ * here. 0, or -1 (out of memory: the claim is released and c stays here). */
+static int hand_over(struct sign_ctx *c, struct event_base *to)
+{
+    struct home_answer *a = calloc(1, sizeof *a);
+    if (a)
+        a->ev = event_new(c->base, -1, 0, on_home_answer, a);
+    if (a && a->ev) /* top priority, as the CT log's answers (ct/log_writer.c, pending_new) */
+        event_priority_set(a->ev, 0);
+    c->start_ev = a && a->ev ? event_new(to, -1, 0, on_start, c) : NULL;
+    if (!c->start_ev) {
+        if (a && a->ev)
+            event_free(a->ev);
+        free(a);
+        http_worker_release(to);
+        return -1;
+    }
+    event_priority_set(c->start_ev, 0);
+    a->req = c->req;
+    c->ans = a;
+    c->home = c->base;
+    c->base = to;
+    event_active(c->start_ev, EV_TIMEOUT, 0);
+    return 0;
+}
+
 void api_signing_cert(struct evhttp_request *req, struct event_base *base, service *svc,
                       int version)
 {
@@ -726,6 +882,7 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
     c->req = req;
     c->base = base;
     c->svc = svc;
+    snprintf(c->request_id, sizeof c->request_id, "%s", request_log_id(req));
     c->snap = service_acquire(svc);
     c->version = version;
     pthread_once(&g_metrics_once, init_metrics);
@@ -776,5 +933,8 @@ void api_signing_cert(struct evhttp_request *req, struct event_base *base, servi
         fail(c, GRPC_INVALID_ARGUMENT, MSG_IDENTITY_TOKEN, detail);
         return;
     }
+    struct event_base *idle = http_worker_claim_idle();
+    if (idle && hand_over(c, idle) == 0)
+        return;
     lookup_keys(c);
 }

@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,13 @@ struct worker {
     struct conn_state **conns;  /* read deadlines: this worker's connections by descriptor */
     size_t nconns;              /* slots in conns */
     struct event *log_flush;    /* writes this thread's batched log lines (log_thread_batch) */
+    /* Handlers under way on this worker (on_request, http_worker_section_begin) plus the work
+     * another worker handed it (http_worker_claim_idle): 0 when it runs none. */
+    _Atomic int sections;
 };
+
+/* The worker running on this thread (NULL on other threads). */
+static _Thread_local struct worker *tl_worker;
 
 struct http_server {
     http_server_options opts;
@@ -49,6 +56,7 @@ struct http_server {
     struct worker *workers;
     conn_limit *climit; /* --max-connections over all workers */
     metric_series *m_header_timeouts, *m_body_timeouts;
+    metric_series *m_handoffs; /* http_worker_claim_idle's claims */
 };
 
 static http_reply_observer g_reply_observer;
@@ -318,7 +326,50 @@ static void on_request(struct evhttp_request *req, void *arg)
         http_reply(req, 503, "application/json", body, sizeof body - 1);
         return;
     }
+    atomic_fetch_add(&w->sections, 1);
     w->srv->handler(req, w->base, w->srv->arg);
+    atomic_fetch_sub(&w->sections, 1);
+}
+
+void http_worker_section_begin(void)
+{
+    if (tl_worker)
+        atomic_fetch_add(&tl_worker->sections, 1);
+}
+
+void http_worker_section_end(void)
+{
+    if (tl_worker)
+        atomic_fetch_sub(&tl_worker->sections, 1);
+}
+
+void http_worker_release(struct event_base *claimed)
+{
+    struct worker *me = tl_worker;
+    for (int i = 0; me && i < me->srv->nworkers; i++)
+        if (me->srv->workers[i].base == claimed)
+            atomic_fetch_sub(&me->srv->workers[i].sections, 1);
+}
+
+struct event_base *http_worker_claim_idle(void)
+{
+    struct worker *me = tl_worker;
+    if (!me || me->srv->nworkers < 2 ||
+        event_base_get_num_events(me->base, EVENT_BASE_COUNT_ACTIVE) == 0)
+        return NULL; /* nothing else is ready here: no one waits behind this request */
+    int n = me->srv->nworkers;
+    for (int k = 1; k < n; k++) { /* the next ones first, so that claims spread */
+        struct worker *w = &me->srv->workers[(me->id + k) % n];
+        int none = 0;
+        if (!atomic_compare_exchange_strong(&w->sections, &none, 1))
+            continue; /* running a handler, or claimed already */
+        if (event_base_get_num_events(w->base, EVENT_BASE_COUNT_ACTIVE) == 0) {
+            metric_inc(me->srv->m_handoffs);
+            return w->base; /* idle: counted busy until its http_worker_section_end */
+        }
+        atomic_fetch_sub(&w->sections, 1); /* it has work of its own ready */
+    }
+    return NULL;
 }
 
 static int open_listener(const char *host, int port, char *why, size_t whylen)
@@ -657,6 +708,9 @@ http_server *http_server_new(const http_server_options *opts, http_handler handl
         (const char *const[]){"phase", NULL});
     srv->m_header_timeouts = metric_get1(timeouts, "header");
     srv->m_body_timeouts = metric_get1(timeouts, "body");
+    srv->m_handoffs = metric_get0(metrics_counter(
+        "fulcrum_http_handoffs_total",
+        "Requests whose work a busy worker handed to an idle one (ca/http_server.h)", NULL));
     srv->handler = handler;
     srv->arg = arg;
     for (int i = 0; i < HTTP_MAX_LISTEN_FDS; i++)
@@ -766,6 +820,7 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "http-worker-%d", w->id);
     pthread_setname_np(pthread_self(), name);
+    tl_worker = w;
     if (w->log_flush)
         log_thread_batch(arm_log_flush, w);
     /* Until http_server_run says so: once the drain removed the listeners, a worker whose

@@ -94,4 +94,26 @@ void http_reply(struct evhttp_request *req, int status, const char *content_type
 /* Requests accepted and not yet answered, over all workers. */
 long http_server_inflight(void);
 
+/* Work sharing. A worker serves the connections it accepted, and a signing request costs about
+ * half a millisecond of one core: with a few busy keep-alive connections on one worker, its
+ * requests queue while another worker idles. A handler on a worker that has other events ready
+ * may hand such work to an idle worker:
+ *  - http_worker_claim_idle: on a worker's thread with other events ready, the event_base of
+ *    another worker that runs no handler and has no event ready; that worker counts as busy
+ *    until it calls http_worker_section_end, so the caller must hand it exactly one piece of
+ *    work (an event on that base) which ends with that call, on that thread. NULL when there is
+ *    none to claim, when nothing else waits on this worker, off a worker thread, or with one
+ *    worker.
+ *  - The request stays the accepting worker's: everything that touches it (http_reply, the
+ *    request log) must go back to that worker's base.
+ *  - http_worker_section_begin/_end bracket a handler's work that does not run from the request
+ *    callback itself (an answer from another thread, say), so that the worker counts as busy
+ *    meanwhile. Off a worker thread they do nothing.
+ *  - Each claim counts in fulcrum_http_handoffs_total. */
+struct event_base *http_worker_claim_idle(void);
+/* Gives back a claim that no work will follow (on the claiming worker's thread). */
+void http_worker_release(struct event_base *claimed);
+void http_worker_section_begin(void);
+void http_worker_section_end(void);
+
 #endif

@@ -11,6 +11,11 @@
  *      fingerprint, request id), sequentially and under 16 concurrent clients.
  *   4. With the embedded CT log: CT submission latency, tree size, STH age; SCT timestamps in the
  *      audit records; /readyz.
+ *   5. Work sharing (ca/http_server.h): two workers under six keep-alive clients, half of them
+ *      with a proof of possession that fails after the token checks. Requests move between
+ *      workers (fulcrum_http_handoffs_total), and every answer, the request log, the metrics and
+ *      the audit log stay exact: each certificate 200 with its SCT and one audit record, each
+ *      refusal a 400 naming the failed check and counted under its reason.
  */
 #include <openssl/bn.h>
 #include <openssl/evp.h>
@@ -22,6 +27,7 @@
 #include <unistd.h>
 
 #include "integration/harness.h"
+#include "integration/harness_load.h"
 #include "integration/harness_ops.h"
 #include "unit/check.h"
 
@@ -399,6 +405,92 @@ static void test_ct_metrics(void)
     CHECK(h_proc_stop(&s.srv.proc, 20000) == 0, "clean stop");
 }
 
+
+/* ---- 5: work sharing under load ------------------------------------------------------------ */
+
+#define MSG_POP "The signature supplied in the request could not be verified: proof of possession"
+
+static void test_work_sharing(void)
+{
+    char state[4200];
+    snprintf(state, sizeof state, "%s/share-state", h_tmpdir());
+    const char *more[] = {"--ct-log-url", "embedded", "--state-dir", state, "--workers", "2",
+                          NULL};
+    struct server s;
+    if (start(&s, "share", more) != 0) {
+        CHECK(0, "server with two workers starts");
+        return;
+    }
+    char *token = h_issuer_token(&g_iss, NULL);
+    char *bodies[2] = {hops_v2_body(token, g_key, "dev@fulcrum.test"),
+                       hops_v2_body(token, g_key, "someone-else@fulcrum.test")};
+    char url[128];
+    snprintf(url, sizeof url, "%s/api/v2/signingCert", s.srv.url);
+    hload_opts lo = {.url = url, .bodies = (const char *const *)bodies, .nbodies = 2,
+                     .threads = 6, .keep_bodies = 1};
+    hload *l = hload_start(&lo);
+    CHECK(l != NULL, "six clients start");
+    if (!l) {
+        free(bodies[0]);
+        free(bodies[1]);
+        free(token);
+        return;
+    }
+    usleep(3000000);
+    hload_window w;
+    hload_stop(l, &w);
+    long good = 0, refused = 0, other = 0;
+    for (size_t i = 0; i < w.nanswers; i++) {
+        const hload_answer *a = &w.answers[i];
+        json_error_t jerr;
+        json_t *j = a->body ? json_loads(a->body, 0, &jerr) : NULL;
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        if (a->status == 200 && json_object_get(j, "signedCertificateEmbeddedSct"))
+            good++;
+        else if (a->status == 400 && json_integer_value(json_object_get(j, "code")) == 3 && msg &&
+                 strncmp(msg, MSG_POP, strlen(MSG_POP)) == 0)
+            refused++;
+        else if (other++ < 3)
+            CHECK(0, "an unexpected answer: %ld %.300s", a->status, a->body ? a->body : "");
+        json_decref(j);
+    }
+    CHECK(good > 0 && refused > 0 && other == 0,
+          "every answer is a certificate or the proof-of-possession refusal (%ld, %ld, %ld "
+          "other)",
+          good, refused, other);
+    char *text = hops_scrape(s.mport, NULL);
+    double moved = m(text, "fulcrum_http_handoffs_total");
+    printf("fact: %g of %zu requests moved between the two workers\n", moved, w.nanswers);
+    CHECK(moved > 0, "requests moved between the workers (fulcrum_http_handoffs_total %g of "
+                     "%zu)",
+          moved, w.nanswers);
+    CHECK(m(text, "fulcio_new_certs") == good, "fulcio_new_certs = %ld (%g)", good,
+          m(text, "fulcio_new_certs"));
+    CHECK(m(text, "http_requests_total{code=\"200\",method=\"post\"}") == good,
+          "http_requests_total 200/post = %ld", good);
+    CHECK(m(text, "http_requests_total{code=\"400\",method=\"post\"}") == refused,
+          "http_requests_total 400/post = %ld", refused);
+    CHECK(m(text, "fulcrum_requests_refused_total{reason=\"signature_invalid\"}") == refused,
+          "refusals counted under signature_invalid (%g, want %ld)",
+          m(text, "fulcrum_requests_refused_total{reason=\"signature_invalid\"}"), refused);
+    free(text);
+    CHECK(h_proc_stop(&s.srv.proc, 20000) == 0, "clean stop");
+    json_t *recs = hops_audit_records(s.audit);
+    CHECK(recs && (long)json_array_size(recs) == good, "one audit record per certificate (%zu, "
+                                                       "want %ld)",
+          recs ? json_array_size(recs) : 0, good);
+    json_decref(recs);
+    /* The request log: one line per answer, with its status and the token's issuer. */
+    CHECK(hops_log_count(&s.srv.proc, "\"msg\":\"POST /api/v2/signingCert 200\"") == good,
+          "a request log line per certificate");
+    CHECK(hops_log_count(&s.srv.proc, "\"reason\":\"signature_invalid\"") == refused,
+          "a request log line with its reason per refusal");
+    hload_window_free(&w);
+    free(bodies[0]);
+    free(bodies[1]);
+    free(token);
+}
+
 int main(void)
 {
     if (h_init("metrics_audit") != 0 || h_issuer_start(&g_iss) != 0)
@@ -406,6 +498,7 @@ int main(void)
     g_key = h_key_new("P-256");
     test_metrics_and_logs();
     test_ct_metrics();
+    test_work_sharing();
     EVP_PKEY_free(g_key);
     h_finish(check_failed);
     CHECK_MAIN_END();
