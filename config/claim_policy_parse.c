@@ -192,6 +192,117 @@ static int ere_anchored(const char *re)
     }
 }
 
+/* A back-reference (\1 to \9, a glibc extension to POSIX EREs) outside a bracket expression:
+ * matching one backtracks, exponentially in the value's length (a 200-character claim took
+ * over 20 s against ^((a*)*\2)*b$), and claim values come from the token. */
+static int ere_has_backref(const char *re)
+{
+    for (size_t i = 0; re[i];) {
+        if (re[i] == '\\') {
+            if (re[i + 1] >= '1' && re[i + 1] <= '9')
+                return 1;
+            i += re[i + 1] ? 2 : 1;
+        } else {
+            i = re[i] == '[' ? skip_bracket(re, i) : i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Largest expanded size of a Match pattern, in atoms (see ere_expanded_size). */
+#define MATCH_MAX_EXPANDED 1000
+
+/* Reads "{m}", "{m,}", "{m,n}" or glibc's "{,n}" at re[i] == '{'. Returns the index after '}'
+ * and sets *copies to how many copies of the repeated item the compiled pattern holds (n, or
+ * m + 1 when unbounded; at least 1), or returns i when it is not an interval (regcomp judges
+ * it). */
+static size_t read_interval(const char *re, size_t i, unsigned long *copies)
+{
+    size_t j = i + 1;
+    unsigned long m = 0, n = 0;
+    int has_n = 0, comma = 0;
+    if ((re[j] < '0' || re[j] > '9') && re[j] != ',')
+        return i;
+    for (; re[j] >= '0' && re[j] <= '9'; j++)
+        m = m < 100000 ? m * 10 + (unsigned long)(re[j] - '0') : m;
+    if (re[j] == ',') {
+        comma = 1;
+        for (j++; re[j] >= '0' && re[j] <= '9'; j++, has_n = 1)
+            n = n < 100000 ? n * 10 + (unsigned long)(re[j] - '0') : n;
+    }
+    if (re[j] != '}')
+        return i;
+    *copies = has_n ? (n > m ? n : m) : comma ? m + 1 : m;
+    if (*copies == 0)
+        *copies = 1;
+    return j + 1;
+}
+
+/* How many atoms the compiled form of the ERE holds once its repetitions are expanded, capped
+ * at limit + 1. glibc's regcomp copies what "{m,n}" repeats n times (and "+" twice), and nested
+ * repetitions multiply, so "((a{255}){255}){255}" asks it for 16 million copies: gigabytes, and
+ * matching time grows with the copies too. Counted before regcomp, so that such a pattern is
+ * refused by name instead of exhausting memory. Each group's size is kept on a stack; "last" is
+ * the size of the item a following repetition applies to. */
+static unsigned long ere_expanded_size(const char *re, unsigned long limit)
+{
+    size_t groups = 1;
+    for (const char *c = re; *c; c++)
+        groups += *c == '(';
+    struct frame {
+        unsigned long total, last;
+    } *f = calloc(groups, sizeof *f);
+    if (!f)
+        return limit + 1;
+    size_t depth = 0, i = 0;
+    unsigned long over = 0;
+    while (re[i] && !over) {
+        char c = re[i];
+        unsigned long add = 0, copies = 0;
+        if (c == '(') {
+            f[++depth] = (struct frame){0, 0};
+            i++;
+            continue;
+        }
+        if (c == ')' && depth > 0) {
+            add = f[depth].total ? f[depth].total : 1;
+            depth--;
+            i++;
+        } else if (c == '|') {
+            f[depth].last = 0;
+            i++;
+            continue;
+        } else if (c == '*' || c == '?') {
+            i++;
+            continue;
+        } else if (c == '+') {
+            copies = 2;
+            i++;
+        } else if (c == '{' && read_interval(re, i, &copies) != i) {
+            i = read_interval(re, i, &copies);
+        } else if (c == '^' || c == '$') { /* anchors: not characters */
+            i++;
+        } else {
+            add = 1;
+            i = c == '\\' ? i + (re[i + 1] ? 2 : 1) : c == '[' ? skip_bracket(re, i) : i + 1;
+        }
+        struct frame *t = &f[depth];
+        if (copies) { /* the last item now appears `copies` times */
+            unsigned long extra = t->last * (copies - 1);
+            t->total += extra;
+            t->last = t->last * copies;
+        } else {
+            t->total += add;
+            t->last = add;
+        }
+        if (t->total > limit || t->last > limit)
+            over = 1;
+    }
+    unsigned long size = over ? limit + 1 : f[0].total;
+    free(f);
+    return size;
+}
+
 static void rule_clear(struct claim_rule *r)
 {
     free(r->claim);
@@ -260,6 +371,16 @@ static int parse_operator(struct perr *e, const char *path, int k, const json_t 
     if ((k == K_PREFIX || k == K_SUFFIX) && !*s)
         return bad(e, path, "must not be empty (it would allow every value)");
     if (k == K_MATCH) {
+        if (ere_has_backref(s))
+            return bad(e, path,
+                       "must not use back-references (\\1 to \\9): matching them takes time "
+                       "exponential in the claim's length");
+        if (ere_expanded_size(s, MATCH_MAX_EXPANDED) > MATCH_MAX_EXPANDED)
+            return bad(e, path,
+                       "is too large: with its repetitions expanded it holds more than %d "
+                       "characters or classes ({m,n} repeats what precedes it n times, and "
+                       "nested repetitions multiply)",
+                       MATCH_MAX_EXPANDED);
         int rc = regcomp(&r->re, s, REG_EXTENDED | REG_NOSUB);
         if (rc != 0) {
             char msg[200];

@@ -336,6 +336,10 @@ struct bad_case {
     "must be anchored: start with ^ and end with $ (each top-level | branch too, or write " \
     "^(a|b)$), so that it cannot match inside a longer value (GHSA-59jp-pj84-45mr)"
 
+#define TOO_LARGE                                                                          \
+    "is too large: with its repetitions expanded it holds more than 1000 characters or "   \
+    "classes ({m,n} repeats what precedes it n times, and nested repetitions multiply)"
+
 static const struct bad_case bad_cases[] = {
     /* ---- ClaimPolicy ---- */
     {"config.json", POL("{\"Claim\":\"sub\",\"Equals\":\"x\"}"),
@@ -430,6 +434,30 @@ static const struct bad_case bad_cases[] = {
      P_PATH "[0].Match: does not compile: Unmatched ( or \\("},
     {"config.yaml", Y_POL "      - {claim: sub, match: '^x[ab$'}\n",
      Y_PATH "[0].match: does not compile: Unmatched [, [^, [:, [., or [="},
+    /* repetitions that expand past 1000 atoms are refused before regcomp (the fuzzer found
+     * nested ones taking glibc's regcomp past 2 GiB) */
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^((a{255}){255}){255}$\"}]"),
+     P_PATH "[0].Match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^((a*)*\\2)*b$'}\n",
+     Y_PATH "[0].match: must not use back-references (\\1 to \\9): matching them takes time "
+            "exponential in the claim's length"},
+    {"config.json", POL("[{\"Claim\":\"sub\",\"Match\":\"^(a)[b]\\\\1$\"}]"),
+     P_PATH "[0].Match: must not use back-references (\\1 to \\9): matching them takes time "
+            "exponential in the claim's length"},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^[a-z]{1001}$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^[a-z]{2,1001}$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^(a{100}){,11}$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^x{1000,}$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^(ab){501}$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^((((((((((a+)+)+)+)+)+)+)+)+)+)$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
+    {"config.yaml", Y_POL "      - {claim: sub, match: '^(a{10}){40}(b{10}){40}(c{10}){20}x$'}\n",
+     Y_PATH "[0].match: " TOO_LARGE},
     {"config.yaml",
      Y_POL "      - {claim: repository_owner, in: [acme]}\n"
            "      - {claim: ref, prefix: refs/heads/}\n"
@@ -814,8 +842,15 @@ static void test_claim_policy_parse(void)
         POL("[{\"Claim\":\"sub\",\"Match\":\"^a$|^b$|^(c|d)$\"}]"),
         POL("[{\"Claim\":\"sub\",\"Match\":\"^a\\\\\\\\$\"}]"),
         POL("[{\"Claim\":\"$[\\\"a.b\\\"]['c d']\",\"Equals\":\"x\"}]"),
+        /* up to 1000 characters or classes once repetitions are expanded (anchors not counted) */
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^[a-z]{1000}$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^(a{10}){40}(b{10}){40}(c{10}){20}$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^[0-9a-f]{40}(x{1,100}|[[:alpha:]{]{5,})$\"}]"),
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^a\\\\{999999}$\"}]"),
+        /* a digit after an escaped backslash, or in a bracket, is no back-reference */
+        POL("[{\"Claim\":\"sub\",\"Match\":\"^(a)\\\\\\\\1[\\\\1]$\"}]"),
     };
-    size_t want_rules[] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    size_t want_rules[] = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         fulcrum_config *cfg = load(ok[i], "ok.conf", err, sizeof err);
         CHECK(cfg != NULL, "accepted policy %zu: %s", i, err);
