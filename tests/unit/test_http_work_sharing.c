@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,14 @@ struct job {
     struct event_base *home;
     struct event *ev;
     int home_tid, work_tid;
+    int wait_for; /* run_job starts once work_checked reaches it */
 };
+
+/* /work requests whose claim X has tried. The moved job holds the claim until X has tried the
+ * second request's too: otherwise, with X preempted between the two (ASan on a loaded machine),
+ * the answer the job sends home is an event ready on X when it reaches the second request, and
+ * that one moves as well. */
+static atomic_int work_checked;
 
 static void reply_at_home(evutil_socket_t fd, short what, void *arg)
 {
@@ -70,6 +78,8 @@ static void run_job(evutil_socket_t fd, short what, void *arg)
 {
     struct job *j = arg;
     event_free(j->ev);
+    for (double end = now_ms() + 2000; atomic_load(&work_checked) < j->wait_for && now_ms() < end;)
+        usleep(200);
     spin_ms(5);
     j->work_tid = gettid();
     j->ev = event_new(j->home, -1, 0, reply_at_home, j);
@@ -87,9 +97,11 @@ static void handler(struct evhttp_request *req, struct event_base *base, void *a
         n = snprintf(body, sizeof body, "busy %d", gettid());
     } else if (uri && strcmp(uri, "/work") == 0) {
         struct event_base *idle = http_worker_claim_idle();
+        int checked = atomic_fetch_add(&work_checked, 1) + 1;
         if (idle) {
             struct job *j = calloc(1, sizeof *j);
-            *j = (struct job){.req = req, .home = base, .home_tid = gettid()};
+            *j = (struct job){.req = req, .home = base, .home_tid = gettid(),
+                              .wait_for = checked + 1};
             j->ev = event_new(idle, -1, 0, run_job, j);
             event_active(j->ev, EV_TIMEOUT, 0);
             return;
