@@ -343,17 +343,23 @@ static EVP_PKEY *rsa_from_integers(const ASN1_INTEGER *n_asn1, const ASN1_INTEGE
     return key;
 }
 
-/* The SEQUENCE (or NULL) exactly filling der[0..len). */
+/* The SEQUENCE (or NULL) exactly filling der[0..len), in DER. OpenSSL's d2i also takes BER
+ * (indefinite or non-minimal lengths, a primitive SEQUENCE tag 0x10, a constructed BIT STRING),
+ * which Go's parser, and so Fulcio, refuses: the sequence must re-encode to the same bytes. Its
+ * nested SEQUENCEs are kept as their bytes, and checked when they are read with this too. */
 static ASN1_SEQUENCE_ANY *whole_sequence(const unsigned char *der, size_t len)
 {
-    if (len == 0 || len > LONG_MAX)
+    if (len == 0 || len > INT_MAX)
         return NULL;
     const unsigned char *p = der;
     ASN1_SEQUENCE_ANY *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, (long)len);
-    if (seq && p != der + len) {
+    unsigned char *again = NULL;
+    if (seq && (p != der + len || i2d_ASN1_SEQUENCE_ANY(seq, &again) != (int)len ||
+                memcmp(again, der, len) != 0)) {
         sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
-        return NULL;
+        seq = NULL;
     }
+    OPENSSL_free(again);
     return seq;
 }
 

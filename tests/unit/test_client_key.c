@@ -454,6 +454,44 @@ static void test_garbage(EVP_PKEY *p256, EVP_PKEY *rsa)
     CHECK_STREQ(why, "publicKey.content is not a PEM or DER public key", "cut RSA reason");
     OPENSSL_free(der);
 
+    /* BER that OpenSSL's d2i reads but is not DER (Go's parser refuses it): an indefinite
+     * length, a non-minimal length, a primitive SEQUENCE tag (0x10; the fuzzer's find), and
+     * the same inside the algorithm SEQUENCE. The DER itself is a key. */
+    der = spki_der(p256, &derlen);
+    CHECK(der && derlen == 91 && der[0] == 0x30 && der[1] == 0x59 && der[2] == 0x30 &&
+              der[3] == 0x13,
+          "P-256 SPKI layout");
+    if (der && derlen == 91) {
+        unsigned char ber[100];
+        EVP_PKEY *k = client_key_parse(der, derlen, why, sizeof why);
+        CHECK(same_key(k, p256), "the DER is the key: %s", why);
+        EVP_PKEY_free(k);
+        ber[0] = 0x30, ber[1] = 0x80; /* indefinite length, end-of-contents 00 00 */
+        memcpy(ber + 2, der + 2, 89);
+        ber[91] = 0, ber[92] = 0;
+        CHECK(client_key_parse(ber, 93, why, sizeof why) == NULL, "indefinite length refused");
+        CHECK_STREQ(why, "publicKey.content is not a PEM or DER public key", "indefinite reason");
+        ber[0] = 0x30, ber[1] = 0x81, ber[2] = 0x59; /* long form for 89 */
+        memcpy(ber + 3, der + 2, 89);
+        CHECK(client_key_parse(ber, 92, why, sizeof why) == NULL, "long-form length refused");
+        memcpy(ber, der, 91);
+        ber[0] = 0x10;
+        CHECK(client_key_parse(ber, 91, why, sizeof why) == NULL, "primitive SEQUENCE refused");
+        memcpy(ber, der, 91);
+        ber[2] = 0x10;
+        CHECK(client_key_parse(ber, 91, why, sizeof why) == NULL,
+              "primitive algorithm SEQUENCE refused");
+        /* the algorithm SEQUENCE with a long-form length, the outer one adjusted */
+        ber[0] = 0x30, ber[1] = 0x5a, ber[2] = 0x30, ber[3] = 0x81, ber[4] = 0x13;
+        memcpy(ber + 5, der + 4, 87);
+        CHECK(client_key_parse(ber, 92, why, sizeof why) == NULL,
+              "long-form algorithm length refused");
+        char *pem = pem_block("PUBLIC KEY", ber, 92);
+        CHECK(parse_str(pem, why) == NULL, "the same in a PEM block refused");
+        free(pem);
+    }
+    OPENSSL_free(der);
+
     /* Failures leave nothing on OpenSSL's error queue. */
     ERR_clear_error();
     CHECK(parse_str("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", why) == NULL,
