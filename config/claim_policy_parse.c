@@ -254,8 +254,8 @@ static unsigned long ere_expanded_size(const char *re, unsigned long limit)
     } *f = calloc(groups, sizeof *f);
     if (!f)
         return limit + 1;
-    size_t depth = 0, i = 0;
-    unsigned long over = 0;
+    size_t depth = 0, i = 0, next;
+    int over = 0;
     while (re[i] && !over) {
         char c = re[i];
         unsigned long add = 0, copies = 0;
@@ -278,8 +278,8 @@ static unsigned long ere_expanded_size(const char *re, unsigned long limit)
         } else if (c == '+') {
             copies = 2;
             i++;
-        } else if (c == '{' && read_interval(re, i, &copies) != i) {
-            i = read_interval(re, i, &copies);
+        } else if (c == '{' && (next = read_interval(re, i, &copies)) != i) {
+            i = next;
         } else if (c == '^' || c == '$') { /* anchors: not characters */
             i++;
         } else {
